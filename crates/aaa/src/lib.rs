@@ -1,0 +1,10 @@
+//! Authentication, authorization and accounting: who a peer is
+//! ([`AuthInfo`], [`Identity`], [`IdentityContext`]).
+//!
+//! This crate owns the data model only. It knows nothing of Lua, sockets or
+//! HTTP: the policy layer converts Lua values into these types and the
+//! servers decide what to do with them.
+
+mod auth_info;
+
+pub use auth_info::{AuthInfo, Identity, IdentityContext};
