@@ -354,3 +354,50 @@ fn download_of_several_mb_arrives_byte_identical_with_splice() {
 fn download_of_several_mb_arrives_byte_identical_without_splice() {
     download_through("use_splice = false");
 }
+
+/// `examples/proxy.lua` with its `listen` address moved to port 0.
+fn example_policy_on_port_zero() -> String {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/proxy.lua");
+    let text = std::fs::read_to_string(path)
+        .unwrap_or_else(|err| panic!("read the example policy {path}: {err}"));
+    let mut out = String::new();
+    let mut rest = text.as_str();
+    let mut replaced = 0;
+    while let Some(start) = rest.find("listen = ") {
+        let value_start = start + "listen = ".len();
+        let quote = rest[value_start..].chars().next().expect("listen value");
+        assert!(quote == '\'' || quote == '"', "listen value is a string");
+        let value_end =
+            rest[value_start + 1..].find(quote).expect("closing quote") + value_start + 1;
+        out.push_str(&rest[..value_start]);
+        out.push_str("'127.0.0.1:0'");
+        rest = &rest[value_end + 1..];
+        replaced += 1;
+    }
+    out.push_str(rest);
+    assert!(
+        replaced >= 1,
+        "the example policy has a listen key:\n{text}"
+    );
+    out
+}
+
+#[test]
+fn example_policy_works_with_curl_and_the_seed_credentials() {
+    let policy = example_policy_on_port_zero();
+    let proxy = RunningProxy::start(&policy);
+    let http = HttpServer::start();
+    let out = curl_get(
+        "--socks5",
+        &proxy_spec(&proxy, Some((USER, PASSWORD))),
+        &http.url("/"),
+    );
+    out.assert_success("curl --socks5 proxyuser:secretpassword@ with examples/proxy.lua");
+    assert_eq!(out.stdout_text(), HELLO_BODY);
+    let out = curl_get(
+        "--socks5",
+        &proxy_spec(&proxy, Some((USER, "nope"))),
+        &http.url("/"),
+    );
+    out.assert_failure("examples/proxy.lua with a wrong password");
+}
