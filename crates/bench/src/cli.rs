@@ -80,6 +80,10 @@ pub struct ClientArgs {
     /// Print one JSON object instead of the human-readable line.
     #[arg(long)]
     pub json: bool,
+    /// Also append the JSON object as one line to this file (the
+    /// human-readable line still goes to standard output).
+    #[arg(long)]
+    pub json_file: Option<PathBuf>,
     /// Name of this configuration in the report (default: the route).
     #[arg(long)]
     pub label: Option<String>,
@@ -176,6 +180,58 @@ pub struct TableArgs {
     /// A ratio row `OURS/PEER` (labels); repeatable.
     #[arg(long = "ratio", value_parser = parse_ratio)]
     pub ratios: Vec<(String, String)>,
+    /// A goal to check, `FIELD:OURS/PEER>=X` (ratio of medians) or
+    /// `FIELD:LABEL<=X` (a median); FIELD is a JSON field such as
+    /// `conn_per_sec`. Repeatable.
+    #[arg(long = "goal", value_parser = parse_goal)]
+    pub goals: Vec<Goal>,
+}
+
+/// A goal line of the table: a median or a ratio of medians compared to a
+/// bound.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Goal {
+    /// The JSON field, e.g. `conn_per_sec`.
+    pub field: String,
+    /// The measured label.
+    pub ours: String,
+    /// The label divided by, for a ratio goal.
+    pub peer: Option<String>,
+    /// `true` for `>=`, `false` for `<=`.
+    pub at_least: bool,
+    /// The bound.
+    pub bound: f64,
+    /// The text as given, for the report.
+    pub text: String,
+}
+
+/// Parse `FIELD:OURS/PEER>=X` or `FIELD:LABEL<=X`.
+pub fn parse_goal(s: &str) -> Result<Goal, String> {
+    let bad = || format!("{s:?} is not FIELD:OURS[/PEER]>=X or <=X");
+    let (field, rest) = s.split_once(':').ok_or_else(bad)?;
+    let (expr, bound, at_least) = if let Some((expr, bound)) = rest.split_once(">=") {
+        (expr, bound, true)
+    } else if let Some((expr, bound)) = rest.split_once("<=") {
+        (expr, bound, false)
+    } else {
+        return Err(bad());
+    };
+    let bound: f64 = bound.trim().parse().map_err(|_| bad())?;
+    let (ours, peer) = match expr.split_once('/') {
+        Some((ours, peer)) => (ours, Some(peer.to_string())),
+        None => (expr, None),
+    };
+    if field.is_empty() || ours.is_empty() || peer.as_deref() == Some("") {
+        return Err(bad());
+    }
+    Ok(Goal {
+        field: field.to_string(),
+        ours: ours.to_string(),
+        peer,
+        at_least,
+        bound,
+        text: s.to_string(),
+    })
 }
 
 /// Seconds as a decimal number (`5`, `0.5`), or with an `ms` suffix.
@@ -231,6 +287,22 @@ mod tests {
         );
         assert!(parse_ratio("ours").is_err());
         assert!(parse_ratio("/peer").is_err());
+    }
+
+    #[test]
+    fn goal() {
+        let g = parse_goal("conn_per_sec:ours-auth/microsocks-auth>=1.5").unwrap();
+        assert_eq!(g.field, "conn_per_sec");
+        assert_eq!(g.ours, "ours-auth");
+        assert_eq!(g.peer.as_deref(), Some("microsocks-auth"));
+        assert!(g.at_least);
+        assert_eq!(g.bound, 1.5);
+        let g = parse_goal("kib_per_tunnel:ours<=8").unwrap();
+        assert_eq!((g.peer, g.at_least, g.bound), (None, false, 8.0));
+        assert!(parse_goal("kib_per_tunnel:ours=8").is_err());
+        assert!(parse_goal("ours<=8").is_err());
+        assert!(parse_goal("f:a/>=1").is_err());
+        assert!(parse_goal("f:a>=x").is_err());
     }
 
     #[test]

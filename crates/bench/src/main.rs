@@ -4,6 +4,8 @@ use anyhow::{Context, Result};
 use bench::cli::{self, Cli, Mode};
 use bench::{bulk, conn, hold, net, servers, table};
 use clap::Parser;
+use std::io::Write;
+use std::path::PathBuf;
 
 fn main() -> Result<()> {
     let cli = Cli::parse();
@@ -22,16 +24,16 @@ async fn run(mode: Mode) -> Result<()> {
         Mode::Echo(args) => serve(args, servers::ServerKind::Echo).await,
         Mode::Discard(args) => serve(args, servers::ServerKind::Discard).await,
         Mode::Conn(args) => {
-            let json = args.client.json;
-            print(&conn::run(args).await?, json)
+            let output = Output::of(&args.client);
+            output.print(&conn::run(args).await?)
         }
         Mode::Bulk(args) => {
-            let json = args.client.json;
-            print(&bulk::run(args).await?, json)
+            let output = Output::of(&args.client);
+            output.print(&bulk::run(args).await?)
         }
         Mode::Hold(args) => {
-            let json = args.client.json;
-            print(&hold::run(args).await?, json)
+            let output = Output::of(&args.client);
+            output.print(&hold::run(args).await?)
         }
         Mode::Table(args) => {
             let input = match &args.input {
@@ -39,7 +41,7 @@ async fn run(mode: Mode) -> Result<()> {
                     .with_context(|| format!("read {}", path.display()))?,
                 None => std::io::read_to_string(std::io::stdin()).context("read stdin")?,
             };
-            print!("{}", table::render(&input, &args.ratios)?);
+            print!("{}", table::render(&input, &args.ratios, &args.goals)?);
             Ok(())
         }
     }
@@ -53,15 +55,37 @@ async fn serve(args: cli::ServerArgs, kind: servers::ServerKind) -> Result<()> {
     servers::serve(listener, kind).await
 }
 
-/// Print a report as its human-readable line or as one JSON object.
-fn print<R: serde::Serialize + std::fmt::Display>(report: &R, json: bool) -> Result<()> {
-    if json {
-        println!(
-            "{}",
-            serde_json::to_string(report).context("encode report")?
-        );
-    } else {
-        println!("{report}");
+/// Where a client mode's report goes.
+struct Output {
+    json: bool,
+    json_file: Option<PathBuf>,
+}
+
+impl Output {
+    fn of(args: &cli::ClientArgs) -> Self {
+        Output {
+            json: args.json,
+            json_file: args.json_file.clone(),
+        }
     }
-    Ok(())
+
+    /// Print the human-readable line or one JSON object, and append the
+    /// JSON object to `--json-file` if given.
+    fn print<R: serde::Serialize + std::fmt::Display>(&self, report: &R) -> Result<()> {
+        let line = serde_json::to_string(report).context("encode report")?;
+        if self.json {
+            println!("{line}");
+        } else {
+            println!("{report}");
+        }
+        if let Some(path) = &self.json_file {
+            let mut file = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+                .with_context(|| format!("open {}", path.display()))?;
+            writeln!(file, "{line}").with_context(|| format!("append to {}", path.display()))?;
+        }
+        Ok(())
+    }
 }

@@ -1,6 +1,7 @@
 //! `table` mode: turn the `--json` lines of many runs into one markdown
 //! table of medians per configuration (label), plus ratio rows.
 
+use crate::cli::Goal;
 use crate::stats::median;
 use anyhow::{Context, Result};
 use serde_json::Value;
@@ -27,8 +28,14 @@ struct Samples {
 }
 
 impl Samples {
+    /// The median in display units.
     fn median(&self, column: usize) -> Option<f64> {
-        median(&self.values[column]).map(|v| v / COLUMNS[column].3)
+        self.raw_median(column).map(|v| v / COLUMNS[column].3)
+    }
+
+    /// The median in the JSON field's own units.
+    fn raw_median(&self, column: usize) -> Option<f64> {
+        median(&self.values[column])
     }
 }
 
@@ -80,8 +87,9 @@ fn cell(value: Option<f64>) -> String {
     }
 }
 
-/// Render the medians table and the `ours/peer` ratio table as markdown.
-pub fn render(input: &str, ratios: &[(String, String)]) -> Result<String> {
+/// Render the medians table, the `ours/peer` ratio table and the goal
+/// checks as markdown.
+pub fn render(input: &str, ratios: &[(String, String)], goals: &[Goal]) -> Result<String> {
     let groups = collect(input)?;
     let mut out = String::new();
     let headers: Vec<&str> = COLUMNS.iter().map(|c| c.2).collect();
@@ -98,9 +106,17 @@ pub fn render(input: &str, ratios: &[(String, String)]) -> Result<String> {
             group.errors
         )?;
     }
-    if ratios.is_empty() {
-        return Ok(out);
+    if !ratios.is_empty() {
+        render_ratios(&mut out, &groups, ratios)?;
     }
+    if !goals.is_empty() {
+        render_goals(&mut out, &groups, goals)?;
+    }
+    Ok(out)
+}
+
+fn render_ratios(out: &mut String, groups: &[Samples], ratios: &[(String, String)]) -> Result<()> {
+    let headers: Vec<&str> = COLUMNS.iter().map(|c| c.2).collect();
     writeln!(out)?;
     writeln!(out, "| ratio (medians) | {} |", headers.join(" | "))?;
     writeln!(out, "|---|{}", "---:|".repeat(COLUMNS.len()))?;
@@ -121,7 +137,49 @@ pub fn render(input: &str, ratios: &[(String, String)]) -> Result<String> {
             .collect();
         writeln!(out, "| {ours} / {peer} | {} |", cells.join(" | "))?;
     }
-    Ok(out)
+    Ok(())
+}
+
+fn render_goals(out: &mut String, groups: &[Samples], goals: &[Goal]) -> Result<()> {
+    writeln!(out)?;
+    writeln!(out, "| goal | measured | result |")?;
+    writeln!(out, "|---|---:|---|")?;
+    for goal in goals {
+        let column = COLUMNS
+            .iter()
+            .position(|c| c.1 == goal.field)
+            .with_context(|| format!("goal {:?}: no column {:?}", goal.text, goal.field))?;
+        let value_of = |label: &str| {
+            groups
+                .iter()
+                .find(|g| g.label == label)
+                .and_then(|g| g.raw_median(column))
+        };
+        let measured = match &goal.peer {
+            Some(peer) => value_of(&goal.ours)
+                .zip(value_of(peer))
+                .filter(|(_, p)| *p != 0.0)
+                .map(|(o, p)| o / p),
+            None => value_of(&goal.ours),
+        };
+        let (shown, result) = match measured {
+            None => ("-".to_string(), "no data"),
+            Some(v) => {
+                let shown = match goal.peer {
+                    Some(_) => format!("{v:.2}×"),
+                    None => cell(Some(v)),
+                };
+                let met = if goal.at_least {
+                    v >= goal.bound
+                } else {
+                    v <= goal.bound
+                };
+                (shown, if met { "PASS" } else { "FAIL" })
+            }
+        };
+        writeln!(out, "| `{}` | {shown} | {result} |", goal.text)?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -153,7 +211,12 @@ not json: a log line
 
     #[test]
     fn renders_rows_and_ratios() {
-        let table = render(RUNS, &[("ours".into(), "peer".into())]).unwrap();
+        let goals = [
+            crate::cli::parse_goal("conn_per_sec:ours/peer>=3").unwrap(),
+            crate::cli::parse_goal("kib_per_tunnel:ours<=6").unwrap(),
+            crate::cli::parse_goal("gbit_per_sec:ours/peer>=1").unwrap(),
+        ];
+        let table = render(RUNS, &[("ours".into(), "peer".into())], &goals).unwrap();
         assert!(
             table.contains("| ours | 4 | 4000 | 1.00 | 4.00 | - | 6.50 | - | 0 |"),
             "{table}"
@@ -170,6 +233,8 @@ not json: a log line
 
     #[test]
     fn bad_json_is_an_error() {
-        assert!(render("{not json", &[]).is_err());
+        assert!(render("{not json", &[], &[]).is_err());
+        let unknown = crate::cli::parse_goal("nope:ours<=1").unwrap();
+        assert!(render(RUNS, &[], &[unknown]).is_err());
     }
 }
