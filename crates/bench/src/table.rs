@@ -5,6 +5,7 @@ use crate::cli::Goal;
 use crate::stats::median;
 use anyhow::{Context, Result};
 use serde_json::Value;
+use std::collections::BTreeMap;
 use std::fmt::Write;
 
 /// The columns: (mode, JSON field, header, divisor for display).
@@ -23,11 +24,16 @@ struct Samples {
     label: String,
     /// One list of values per entry of [`COLUMNS`].
     values: Vec<Vec<f64>>,
-    runs: usize,
+    /// Runs per mode; the table shows the largest count as "rounds".
+    runs: BTreeMap<String, usize>,
     errors: u64,
 }
 
 impl Samples {
+    fn rounds(&self) -> usize {
+        self.runs.values().copied().max().unwrap_or(0)
+    }
+
     /// The median in display units.
     fn median(&self, column: usize) -> Option<f64> {
         self.raw_median(column).map(|v| v / COLUMNS[column].3)
@@ -65,7 +71,7 @@ fn collect(input: &str) -> Result<Vec<Samples>> {
             }
         };
         let group = &mut groups[index];
-        group.runs += 1;
+        *group.runs.entry(mode.to_string()).or_default() += 1;
         group.errors += run["errors"].as_u64().unwrap_or(0);
         for (column, (col_mode, field, _, _)) in COLUMNS.iter().enumerate() {
             if *col_mode == mode {
@@ -93,7 +99,11 @@ pub fn render(input: &str, ratios: &[(String, String)], goals: &[Goal]) -> Resul
     let groups = collect(input)?;
     let mut out = String::new();
     let headers: Vec<&str> = COLUMNS.iter().map(|c| c.2).collect();
-    writeln!(out, "| config | runs | {} | errors |", headers.join(" | "))?;
+    writeln!(
+        out,
+        "| config | rounds | {} | errors |",
+        headers.join(" | ")
+    )?;
     writeln!(out, "|---|---:|{}---:|", "---:|".repeat(COLUMNS.len()))?;
     for group in &groups {
         let cells: Vec<String> = (0..COLUMNS.len()).map(|c| cell(group.median(c))).collect();
@@ -101,7 +111,7 @@ pub fn render(input: &str, ratios: &[(String, String)], goals: &[Goal]) -> Resul
             out,
             "| {} | {} | {} | {} |",
             group.label,
-            group.runs,
+            group.rounds(),
             cells.join(" | "),
             group.errors
         )?;
@@ -201,7 +211,7 @@ not json: a log line
         let groups = collect(RUNS).unwrap();
         assert_eq!(groups.len(), 2);
         assert_eq!(groups[0].label, "ours");
-        assert_eq!(groups[0].runs, 4);
+        assert_eq!(groups[0].rounds(), 3);
         assert_eq!(groups[0].median(0), Some(4000.0));
         assert_eq!(groups[0].median(2), Some(4.0)); // p99 in ms
         assert_eq!(groups[0].median(4), Some(6.5));
@@ -218,11 +228,11 @@ not json: a log line
         ];
         let table = render(RUNS, &[("ours".into(), "peer".into())], &goals).unwrap();
         assert!(
-            table.contains("| ours | 4 | 4000 | 1.00 | 4.00 | - | 6.50 | - | 0 |"),
+            table.contains("| ours | 3 | 4000 | 1.00 | 4.00 | - | 6.50 | - | 0 |"),
             "{table}"
         );
         assert!(
-            table.contains("| peer | 2 | 1000 | 2.00 | 9.00 | 10.0 | - | - | 2 |"),
+            table.contains("| peer | 1 | 1000 | 2.00 | 9.00 | 10.0 | - | - | 2 |"),
             "{table}"
         );
         assert!(

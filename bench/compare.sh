@@ -1,0 +1,351 @@
+#!/usr/bin/env bash
+# Side-by-side measurement of Nephele's proxy-server against Dante and
+# microsocks on loopback: connection rate (conn), throughput (bulk) and
+# memory per held tunnel (hold), several rounds, alternating the order, then
+# a table of medians, ratios and the issue's goals. See bench/README.md.
+#
+# It starts every server it measures itself, on free loopback ports, and
+# stops only those, by PID. Tunables (environment):
+#   ROUNDS=3 CONN_SECS=5 CONN_WARMUP=1 CONCURRENCY=64 BULK_SECS=5 STREAMS=4
+#   HOLD_COUNT=2000 BENCH_THREADS= (tokio workers of the load tool; default: cores)
+#   CONFIGS="direct dante microsocks microsocks-auth ours ours-auth ours-nosplice ours-auth-nosplice"
+#   DANTE_AUTH=0   (1: also measure Dante's `username` method; creates and
+#                   removes a throwaway system user, since Dante checks
+#                   system passwords)
+#   PROXY_LOG=     (RUST_LOG for our proxy-server; default: its own)
+#   OUT_DIR=       (keep results here instead of a temp dir)
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+ROUNDS="${ROUNDS:-3}"
+CONN_SECS="${CONN_SECS:-5}"
+CONN_WARMUP="${CONN_WARMUP:-1}"
+CONCURRENCY="${CONCURRENCY:-64}"
+BULK_SECS="${BULK_SECS:-5}"
+STREAMS="${STREAMS:-4}"
+HOLD_COUNT="${HOLD_COUNT:-2000}"
+DANTE_AUTH="${DANTE_AUTH:-0}"
+DEFAULT_CONFIGS="direct dante microsocks microsocks-auth ours ours-auth ours-nosplice ours-auth-nosplice"
+CONFIGS="${CONFIGS:-$DEFAULT_CONFIGS}"
+if [[ "$DANTE_AUTH" == 1 && " $CONFIGS " != *" dante-auth "* ]]; then
+    CONFIGS="$CONFIGS dante-auth"
+fi
+
+AUTH_USER=bench
+AUTH_PASS=benchpass
+DANTE_USER=nephbench # a system account, only with DANTE_AUTH=1
+
+WORK="$(mktemp -d -t nephele-bench.XXXXXX)"
+OUT_DIR="${OUT_DIR:-$WORK}"
+mkdir -p "$OUT_DIR"
+RESULTS="$OUT_DIR/results.jsonl"
+: >"$RESULTS"
+
+STARTED_PIDS=()     # every process this script started, stopped on exit
+CREATED_USER=""     # the throwaway system user, removed on exit
+SERVER_PID=""       # the proxy under test right now
+PROXY_ADDR=""
+
+log() { printf '[compare] %s\n' "$*" >&2; }
+
+cleanup() {
+    local pid
+    for pid in "${STARTED_PIDS[@]}"; do
+        if kill -0 "$pid" 2>/dev/null; then
+            kill "$pid" 2>/dev/null || true
+            wait "$pid" 2>/dev/null || true
+        fi
+    done
+    if [[ -n "$CREATED_USER" ]]; then
+        userdel "$CREATED_USER" 2>/dev/null || true
+    fi
+    if [[ "$OUT_DIR" != "$WORK" ]]; then
+        rm -rf "$WORK"
+    fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# Start "$@" in the background with output to $1-named logs; sets BG_PID.
+start_bg() {
+    local name="$1"
+    shift
+    "$@" >"$WORK/$name.out" 2>"$WORK/$name.err" &
+    BG_PID=$!
+    STARTED_PIDS+=("$BG_PID")
+}
+
+# Stop one process we started, by PID, and reap it.
+stop_pid() {
+    local pid="$1"
+    if kill -0 "$pid" 2>/dev/null; then
+        kill "$pid" 2>/dev/null || true
+    fi
+    wait "$pid" 2>/dev/null || true
+}
+
+# A loopback port nobody listens on, below the ephemeral range so the load
+# tool's own outgoing connections cannot be handed the same port.
+free_port() {
+    local port tries
+    for tries in $(seq 1 200); do
+        port=$((20000 + RANDOM % 12000))
+        if ! (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+            echo "$port"
+            return 0
+        fi
+    done
+    log "no free port found"
+    return 1
+}
+
+# Wait (at most ~10 s) until something accepts on 127.0.0.1:$1 while $2 lives.
+wait_port() {
+    local port="$1" pid="$2" i
+    for i in $(seq 1 200); do
+        if ! kill -0 "$pid" 2>/dev/null; then
+            return 1
+        fi
+        if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+            return 0
+        fi
+        sleep 0.05
+    done
+    return 1
+}
+
+# Wait (at most ~20 s) for a line matching the regex $2 in file $1 while $3
+# lives; prints the first match.
+wait_line() {
+    local file="$1" regex="$2" pid="$3" i match
+    for i in $(seq 1 400); do
+        match="$(grep -Eo "$regex" "$file" 2>/dev/null | head -n1 || true)"
+        if [[ -n "$match" ]]; then
+            echo "$match"
+            return 0
+        fi
+        if ! kill -0 "$pid" 2>/dev/null; then
+            return 1
+        fi
+        sleep 0.05
+    done
+    return 1
+}
+
+ensure_packages() {
+    local missing=() pkg
+    for pkg in dante-server microsocks; do
+        dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
+    done
+    if ((${#missing[@]})); then
+        log "installing ${missing[*]}"
+        export DEBIAN_FRONTEND=noninteractive
+        apt-get update -qq
+        apt-get install -y -qq "${missing[@]}" >/dev/null
+    fi
+}
+
+OURS_OK=1
+build() {
+    log "building (release)"
+    (cd "$ROOT" && cargo build --release -q -p bench)
+    if ! (cd "$ROOT" && cargo build --release -q -p proxy-server); then
+        log "WARNING: proxy-server does not build; its rows are skipped"
+        OURS_OK=0
+    fi
+    BENCH="$ROOT/target/release/bench"
+    PROXY="$ROOT/target/release/proxy-server"
+}
+
+write_dante_conf() {
+    local conf="$1" port="$2" method="$3"
+    cat >"$conf" <<EOF
+logoutput: $WORK/danted-$port.log
+internal: 127.0.0.1 port = $port
+external: 127.0.0.1
+clientmethod: none
+socksmethod: $method
+user.privileged: root
+user.unprivileged: nobody
+client pass {
+  from: 127.0.0.0/8 to: 0.0.0.0/0
+}
+socks pass {
+  from: 127.0.0.0/8 to: 127.0.0.0/8
+  command: connect
+}
+EOF
+}
+
+write_policy() {
+    local file="$1" require_auth="$2" use_splice="$3"
+    cat >"$file" <<EOF
+local kumo = require 'kumo'
+local proxy = require 'proxy'
+kumo.on('proxy_init', function()
+  proxy.start_proxy_listener { listen = '127.0.0.1:0', require_auth = $require_auth, use_splice = $use_splice }
+end)
+local db = { $AUTH_USER = '$AUTH_PASS' }
+kumo.on('proxy_server_auth_rfc1929', function(user, password, conn_meta)
+  if not password or password == '' then return false end
+  return db[user] == password
+end)
+EOF
+}
+
+ensure_dante_user() {
+    if [[ -z "$CREATED_USER" ]] && ! id "$DANTE_USER" >/dev/null 2>&1; then
+        useradd --system --no-create-home --shell /usr/sbin/nologin "$DANTE_USER"
+        CREATED_USER="$DANTE_USER"
+        echo "$DANTE_USER:$AUTH_PASS" | chpasswd
+    fi
+}
+
+# Start the server for config $1 and set SERVER_PID, PROXY_ADDR and CREDS.
+# Returns 1 if it is not available.
+start_config() {
+    local config="$1" port file addr
+    SERVER_PID=""
+    PROXY_ADDR=""
+    CREDS=()
+    case "$config" in
+    direct)
+        PROXY_ADDR=direct
+        return 0
+        ;;
+    dante | dante-auth)
+        port="$(free_port)"
+        file="$WORK/danted-$port.conf"
+        if [[ "$config" == dante-auth ]]; then
+            ensure_dante_user
+            write_dante_conf "$file" "$port" username
+            CREDS=(--user "$DANTE_USER" --pass "$AUTH_PASS")
+        else
+            write_dante_conf "$file" "$port" none
+        fi
+        start_bg "$config" danted -f "$file" -p "$WORK/danted-$port.pid"
+        SERVER_PID="$BG_PID"
+        wait_port "$port" "$SERVER_PID" || return 1
+        PROXY_ADDR="127.0.0.1:$port"
+        ;;
+    microsocks | microsocks-auth)
+        port="$(free_port)"
+        if [[ "$config" == microsocks-auth ]]; then
+            start_bg "$config" microsocks -i 127.0.0.1 -p "$port" -u "$AUTH_USER" -P "$AUTH_PASS"
+            CREDS=(--user "$AUTH_USER" --pass "$AUTH_PASS")
+        else
+            start_bg "$config" microsocks -i 127.0.0.1 -p "$port"
+        fi
+        SERVER_PID="$BG_PID"
+        wait_port "$port" "$SERVER_PID" || return 1
+        PROXY_ADDR="127.0.0.1:$port"
+        ;;
+    ours*)
+        ((OURS_OK)) || return 1
+        local require_auth=false use_splice=true
+        [[ "$config" == *auth* ]] && require_auth=true
+        [[ "$config" == *nosplice* ]] && use_splice=false
+        file="$WORK/$config.lua"
+        write_policy "$file" "$require_auth" "$use_splice"
+        if [[ -n "${PROXY_LOG:-}" ]]; then
+            start_bg "$config" env RUST_LOG="$PROXY_LOG" "$PROXY" --proxy-config "$file"
+        else
+            start_bg "$config" "$PROXY" --proxy-config "$file"
+        fi
+        SERVER_PID="$BG_PID"
+        addr="$(wait_line "$WORK/$config.err" 'proxy listener on 127\.0\.0\.1:[0-9]+' "$SERVER_PID")" ||
+            return 1
+        PROXY_ADDR="${addr##* }"
+        [[ "$require_auth" == true ]] && CREDS=(--user "$AUTH_USER" --pass "$AUTH_PASS")
+        ;;
+    *)
+        log "unknown config $config"
+        return 1
+        ;;
+    esac
+}
+
+# Run conn, bulk and hold (not for direct) against config $1.
+measure() {
+    local config="$1"
+    local common=(--proxy "$PROXY_ADDR" --label "$config" --json-file "$RESULTS")
+    [[ -n "${BENCH_THREADS:-}" ]] && common+=(--threads "$BENCH_THREADS")
+    common+=("${CREDS[@]}")
+    "$BENCH" conn "${common[@]}" --target "$ECHO_ADDR" --concurrency "$CONCURRENCY" \
+        --duration "$CONN_SECS" --warmup "$CONN_WARMUP"
+    "$BENCH" bulk "${common[@]}" --target "$DISCARD_ADDR" --streams "$STREAMS" \
+        --duration "$BULK_SECS"
+    if [[ -n "$SERVER_PID" ]]; then
+        "$BENCH" hold "${common[@]}" --target "$ECHO_ADDR" --count "$HOLD_COUNT" \
+            --pid "$SERVER_PID"
+    fi
+}
+
+main() {
+    # Children inherit this: hold mode needs thousands of descriptors.
+    ulimit -n "$(ulimit -Hn)"
+    ensure_packages
+    build
+
+    start_bg echo "$BENCH" echo --listen 127.0.0.1:0
+    ECHO_ADDR="$(wait_line "$WORK/echo.out" 'listening on [0-9.:]+' "$BG_PID")"
+    ECHO_ADDR="${ECHO_ADDR##* }"
+    start_bg discard "$BENCH" discard --listen 127.0.0.1:0
+    DISCARD_ADDR="$(wait_line "$WORK/discard.out" 'listening on [0-9.:]+' "$BG_PID")"
+    DISCARD_ADDR="${DISCARD_ADDR##* }"
+    log "echo $ECHO_ADDR, discard $DISCARD_ADDR, work dir $WORK"
+
+    local configs=($CONFIGS) n=${#configs[@]} round i config skipped=()
+    for round in $(seq 1 "$ROUNDS"); do
+        log "round $round/$ROUNDS"
+        for i in $(seq 0 $((n - 1))); do
+            # Rotate the order each round so no config always runs first.
+            config="${configs[$(((i + round - 1) % n))]}"
+            if ! start_config "$config"; then
+                log "SKIP $config: not available (see $WORK/$config.err)"
+                [[ " ${skipped[*]:-} " == *" $config "* ]] || skipped+=("$config")
+                [[ -n "$SERVER_PID" ]] && stop_pid "$SERVER_PID"
+                continue
+            fi
+            log "$config via $PROXY_ADDR"
+            measure "$config" || log "WARNING: $config measurement failed"
+            [[ -n "$SERVER_PID" ]] && stop_pid "$SERVER_PID"
+        done
+    done
+
+    echo
+    echo "## proxy comparison: $ROUNDS rounds, medians" \
+        "(conn: $CONCURRENCY clients × ${CONN_SECS}s; bulk: $STREAMS streams × ${BULK_SECS}s;" \
+        "hold: $HOLD_COUNT tunnels; $(nproc) cores)"
+    echo
+    "$BENCH" table --input "$RESULTS" \
+        --ratio ours-auth/microsocks-auth \
+        --ratio ours-auth/dante \
+        --ratio ours/dante \
+        --ratio ours/microsocks \
+        --ratio ours/direct \
+        --ratio ours-auth-nosplice/microsocks-auth \
+        --ratio ours-nosplice/dante \
+        --ratio ours-nosplice/direct \
+        --goal 'conn_per_sec:ours-auth/microsocks-auth>=1.5' \
+        --goal 'conn_per_sec:ours-auth/dante>=3' \
+        --goal 'gbit_per_sec:ours/dante>=2' \
+        --goal 'gbit_per_sec:ours/direct>=0.6' \
+        --goal 'kib_per_tunnel:ours<=8' \
+        --goal 'conn_per_sec:ours-auth-nosplice/microsocks-auth>=1.5' \
+        --goal 'conn_per_sec:ours-auth-nosplice/dante>=3' \
+        --goal 'gbit_per_sec:ours-nosplice/dante>=2' \
+        --goal 'gbit_per_sec:ours-nosplice/direct>=0.6' \
+        --goal 'kib_per_tunnel:ours-nosplice<=8'
+    if ((${#skipped[@]})); then
+        echo
+        echo "Skipped (not available): ${skipped[*]}"
+    fi
+    if [[ " $CONFIGS " != *" dante-auth "* ]]; then
+        echo "Dante with \`socksmethod: username\` not measured (DANTE_AUTH=1 to add it;" \
+            "it checks system passwords); microsocks -u/-P is the like-for-like auth peer."
+    fi
+    echo "Raw runs: $RESULTS"
+}
+
+main "$@"
