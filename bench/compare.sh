@@ -87,8 +87,8 @@ stop_pid() {
 # A loopback port nobody listens on, below the ephemeral range so the load
 # tool's own outgoing connections cannot be handed the same port.
 free_port() {
-    local port tries
-    for tries in $(seq 1 200); do
+    local port _
+    for _ in $(seq 1 200); do
         port=$((20000 + RANDOM % 12000))
         if ! (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
             echo "$port"
@@ -295,7 +295,9 @@ main() {
     DISCARD_ADDR="${DISCARD_ADDR##* }"
     log "echo $ECHO_ADDR, discard $DISCARD_ADDR, work dir $WORK"
 
-    local configs=($CONFIGS) n=${#configs[@]} round i config skipped=()
+    local configs n round i config skipped=()
+    read -r -a configs <<<"$CONFIGS"
+    n=${#configs[@]}
     for round in $(seq 1 "$ROUNDS"); do
         log "round $round/$ROUNDS"
         for i in $(seq 0 $((n - 1))); do
