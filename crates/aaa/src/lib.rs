@@ -8,3 +8,9 @@
 mod auth_info;
 
 pub use auth_info::{AuthInfo, Identity, IdentityContext};
+mod secret;
+
+pub use secret::{redact, Secret};
+mod failure_limiter;
+
+pub use failure_limiter::{FailureLimiter, DEFAULT_MAX_TRACKED_IPS};

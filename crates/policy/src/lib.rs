@@ -1,1 +1,38 @@
-//! placeholder
+//! The Lua policy runtime shared by both binaries.
+//!
+//! It loads a policy file into Lua 5.4 states (mlua, vendored), provides the
+//! `kumo` module (`kumo.on(event, fn)`), lets each binary add its own modules
+//! (`proxy`, ...), keeps a pool of loaded states so concurrent callers never
+//! wait on one state, and bumps a config epoch to reload the policy. It also
+//! owns the small value types that Lua parameter tables share: durations and
+//! keysources. It knows nothing of sockets or protocols.
+
+mod auth_result;
+mod duration;
+mod events;
+mod keysource;
+mod kumo_module;
+mod loader;
+mod pool;
+
+pub use auth_result::LuaAuthResult;
+pub use duration::{deserialize_duration, deserialize_optional_duration, parse_duration};
+pub use events::{Bytes, EventDecl, SerdeArg};
+pub use keysource::KeySource;
+pub use kumo_module::{call_sync, get_or_create_module, kumo_module};
+pub use loader::{ModuleRegistrar, PolicyLoader};
+pub use pool::{PolicyError, PolicyPool};
+
+/// Convert a Lua parameter table into a serde struct, turning serde's
+/// message (which names an unknown key) into a Lua error.
+pub fn from_lua_params<T: serde::de::DeserializeOwned>(
+    lua: &mlua::Lua,
+    value: mlua::Value,
+) -> mlua::Result<T> {
+    use mlua::LuaSerdeExt;
+    lua.from_value_with(
+        value,
+        mlua::DeserializeOptions::new().deny_unsupported_types(false),
+    )
+    .map_err(|err| mlua::Error::RuntimeError(format!("invalid parameters: {err}")))
+}

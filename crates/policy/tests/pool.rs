@@ -1,0 +1,197 @@
+//! The pool against real policy files.
+
+use policy::{Bytes, EventDecl, LuaAuthResult, PolicyError, PolicyLoader, PolicyPool};
+use std::path::PathBuf;
+use std::time::Duration;
+
+const CHECK: EventDecl<(Bytes, Bytes), LuaAuthResult> = EventDecl::new("check");
+
+fn write_policy(dir: &tempfile::TempDir, code: &str) -> PathBuf {
+    let path = dir.path().join("policy.lua");
+    std::fs::write(&path, code).unwrap();
+    path
+}
+
+fn pool(code: &str) -> (tempfile::TempDir, PolicyPool) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_policy(&dir, code);
+    let pool = PolicyPool::new(PolicyLoader::new(path, vec![]), 4, Duration::from_secs(2)).unwrap();
+    (dir, pool)
+}
+
+fn args(user: &str, pass: &str) -> (Bytes, Bytes) {
+    (
+        Bytes(user.as_bytes().to_vec()),
+        Bytes(pass.as_bytes().to_vec()),
+    )
+}
+
+const TABLE_POLICY: &str = r#"
+local kumo = require 'kumo'
+local db = { scott = 'tiger' }
+kumo.on('check', function(user, password)
+  if password == 'raise' then error('boom') end
+  if password == 'string' then return 'yes' end
+  if password == 'info' then
+    return { identities = { { identity = user, context = 'ProxyAuthRfc1929' } }, groups = { 'g1' } }
+  end
+  if password == 'badinfo' then return { identities = {}, colour = 'red' } end
+  if password == 'spin' then while true do end end
+  if not password or password == '' then return false end
+  return db[user] == password
+end)
+"#;
+
+#[tokio::test]
+async fn bool_and_auth_info_results() {
+    let (_dir, pool) = pool(TABLE_POLICY);
+    assert_eq!(
+        pool.call(&CHECK, args("scott", "tiger")).await.unwrap(),
+        Some(LuaAuthResult::Bool(true))
+    );
+    assert_eq!(
+        pool.call(&CHECK, args("scott", "nope")).await.unwrap(),
+        Some(LuaAuthResult::Bool(false))
+    );
+    assert_eq!(
+        pool.call(&CHECK, args("scott", "")).await.unwrap(),
+        Some(LuaAuthResult::Bool(false))
+    );
+    let Some(LuaAuthResult::AuthInfo(info)) = pool.call(&CHECK, args("ann", "info")).await.unwrap()
+    else {
+        panic!("expected AuthInfo")
+    };
+    assert_eq!(info.identities[0].identity, "ann");
+    assert_eq!(info.groups, ["g1"]);
+}
+
+#[tokio::test]
+async fn bad_handlers_are_errors() {
+    let (_dir, pool) = pool(TABLE_POLICY);
+    let err = pool.call(&CHECK, args("scott", "raise")).await.unwrap_err();
+    assert!(err.to_string().contains("boom"), "{err}");
+    let err = pool
+        .call(&CHECK, args("scott", "string"))
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("expected a boolean or an AuthInfo"),
+        "{err}"
+    );
+    let err = pool
+        .call(&CHECK, args("scott", "badinfo"))
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("colour"), "{err}");
+    // The pool still serves after failures.
+    assert_eq!(
+        pool.call(&CHECK, args("scott", "tiger")).await.unwrap(),
+        Some(LuaAuthResult::Bool(true))
+    );
+}
+
+#[tokio::test]
+async fn runaway_handler_is_stopped() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_policy(&dir, TABLE_POLICY);
+    let pool = PolicyPool::new(
+        PolicyLoader::new(path, vec![]),
+        4,
+        Duration::from_millis(200),
+    )
+    .unwrap();
+    let err = pool.call(&CHECK, args("scott", "spin")).await.unwrap_err();
+    assert!(matches!(err, PolicyError::Handler { .. }), "{err}");
+    assert!(err.to_string().contains("time limit"), "{err}");
+}
+
+#[tokio::test]
+async fn missing_handler_is_none() {
+    let (_dir, pool) = pool("local kumo = require 'kumo'");
+    assert_eq!(pool.call(&CHECK, args("a", "b")).await.unwrap(), None);
+    assert!(!pool.has_handler("check").unwrap());
+}
+
+#[tokio::test]
+async fn concurrent_calls_use_separate_states() {
+    let (_dir, pool) = pool(TABLE_POLICY);
+    let calls = (0..32).map(|_| {
+        let pool = pool.clone();
+        tokio::spawn(async move { pool.call(&CHECK, args("scott", "tiger")).await })
+    });
+    for call in calls {
+        assert_eq!(
+            call.await.unwrap().unwrap(),
+            Some(LuaAuthResult::Bool(true))
+        );
+    }
+}
+
+#[tokio::test]
+async fn bump_epoch_reloads_and_keeps_old_policy_when_new_one_is_broken() {
+    let (dir, pool) = pool(TABLE_POLICY);
+    write_policy(
+        &dir,
+        "local kumo = require 'kumo'\nkumo.on('check', function() return false end)",
+    );
+    assert_eq!(
+        pool.call(&CHECK, args("scott", "tiger")).await.unwrap(),
+        Some(LuaAuthResult::Bool(true))
+    );
+    assert_eq!(pool.bump_epoch().unwrap(), 1);
+    assert_eq!(
+        pool.call(&CHECK, args("scott", "tiger")).await.unwrap(),
+        Some(LuaAuthResult::Bool(false))
+    );
+
+    write_policy(&dir, "this is not lua");
+    let err = format!("{:#}", pool.bump_epoch().unwrap_err());
+    assert!(err.contains("policy.lua:1"), "{err}");
+    assert_eq!(pool.epoch(), 1);
+    assert_eq!(
+        pool.call(&CHECK, args("scott", "tiger")).await.unwrap(),
+        Some(LuaAuthResult::Bool(false))
+    );
+}
+
+#[test]
+fn load_errors_name_file_and_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_policy(&dir, "local kumo = require 'kumo'\n\nerror('bad policy')\n");
+    let err = PolicyPool::new(PolicyLoader::new(path, vec![]), 1, Duration::from_secs(1))
+        .err()
+        .unwrap();
+    let text = format!("{err:#}");
+    assert!(
+        text.contains("policy.lua:3") && text.contains("bad policy"),
+        "{text}"
+    );
+}
+
+#[test]
+fn registering_an_event_twice_is_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_policy(
+        &dir,
+        "local kumo = require 'kumo'\nkumo.on('check', function() end)\nkumo.on('check', function() end)",
+    );
+    let err = PolicyPool::new(PolicyLoader::new(path, vec![]), 1, Duration::from_secs(1))
+        .err()
+        .unwrap();
+    assert!(
+        format!("{err:#}").contains("already has a handler"),
+        "{err:#}"
+    );
+}
+
+#[test]
+fn require_finds_modules_beside_the_policy() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("helper.lua"), "return { answer = 42 }").unwrap();
+    let path = write_policy(
+        &dir,
+        "local h = require 'helper'\nassert(h.answer == 42)\nassert(io and os and string.format)",
+    );
+    PolicyPool::new(PolicyLoader::new(path, vec![]), 1, Duration::from_secs(1)).unwrap();
+}

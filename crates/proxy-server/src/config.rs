@@ -1,0 +1,247 @@
+//! The parameters of `proxy.start_proxy_listener { ... }`.
+
+use policy::{deserialize_duration, KeySource};
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+/// One SOCKS5 listener, as the policy describes it. Unknown keys are an
+/// error that names the key.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProxyListenerParams {
+    /// `ip:port` to bind; port 0 picks a free port.
+    pub listen: SocketAddr,
+
+    /// CN/SAN of the generated self-signed certificate (TLS only).
+    #[serde(default = "default_hostname")]
+    #[allow(dead_code)] // read once the TLS listener lands
+    pub hostname: String,
+
+    /// Bound on each handshake and request step, and on outbound connects.
+    #[serde(default = "default_timeout", deserialize_with = "deserialize_duration")]
+    pub timeout: Duration,
+
+    /// Relay plain TCP with splice(2) instead of user-space copies.
+    #[serde(default = "default_true")]
+    pub use_splice: bool,
+
+    /// Clients must speak TLS to this listener.
+    #[serde(default)]
+    pub use_tls: bool,
+
+    /// PEM certificate chain (path or `{ key_data = ... }`).
+    #[serde(default)]
+    pub tls_certificate: Option<KeySource>,
+
+    /// PEM private key (path or `{ key_data = ... }`).
+    #[serde(default)]
+    pub tls_private_key: Option<KeySource>,
+
+    /// Only clients that authenticate with RFC 1929 are accepted.
+    #[serde(default)]
+    pub require_auth: bool,
+
+    /// Keepalive on inbound and outbound sockets.
+    #[serde(default)]
+    pub tcp_keepalive: TcpKeepaliveParams,
+
+    /// A relayed session idle in both directions this long is closed; 0 disables.
+    #[serde(
+        default = "default_idle_timeout",
+        deserialize_with = "deserialize_duration"
+    )]
+    pub idle_timeout: Duration,
+
+    /// Sessions open at once on this listener; past it new clients are closed.
+    #[serde(default = "default_max_connections")]
+    pub max_connections: usize,
+
+    /// Per-IP login failure limit (`false` disables).
+    #[serde(default)]
+    pub auth_failure_limit: AuthFailureLimitSetting,
+}
+
+/// `tcp_keepalive = { enabled, time, interval, retries }`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TcpKeepaliveParams {
+    /// Whether keepalive probes are sent at all.
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+    /// Idle time before the first probe.
+    #[serde(
+        default = "default_keepalive_time",
+        deserialize_with = "deserialize_duration"
+    )]
+    pub time: Duration,
+    /// Time between probes.
+    #[serde(
+        default = "default_keepalive_interval",
+        deserialize_with = "deserialize_duration"
+    )]
+    pub interval: Duration,
+    /// Unanswered probes before the connection is dropped.
+    #[serde(default = "default_keepalive_retries")]
+    pub retries: u32,
+}
+
+impl Default for TcpKeepaliveParams {
+    fn default() -> Self {
+        TcpKeepaliveParams {
+            enabled: true,
+            time: default_keepalive_time(),
+            interval: default_keepalive_interval(),
+            retries: default_keepalive_retries(),
+        }
+    }
+}
+
+/// `auth_failure_limit`: a table, or `false` to disable.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum AuthFailureLimitSetting {
+    /// `false` (disabled) or `true` (the defaults).
+    Enabled(bool),
+    /// Explicit limits.
+    Limit(AuthFailureLimit),
+}
+
+impl Default for AuthFailureLimitSetting {
+    fn default() -> Self {
+        AuthFailureLimitSetting::Enabled(true)
+    }
+}
+
+impl AuthFailureLimitSetting {
+    /// The limit in force, or `None` when disabled.
+    pub fn limit(&self) -> Option<AuthFailureLimit> {
+        match self {
+            AuthFailureLimitSetting::Enabled(false) => None,
+            AuthFailureLimitSetting::Enabled(true) => Some(AuthFailureLimit::default()),
+            AuthFailureLimitSetting::Limit(limit) => Some(limit.clone()),
+        }
+    }
+}
+
+/// Failures from one client IP within `period` beyond `max_failures`
+/// block that IP's logins for `block_for`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthFailureLimit {
+    /// Failures tolerated within `period`.
+    #[serde(default = "default_max_failures")]
+    pub max_failures: u32,
+    /// The sliding window failures are counted in.
+    #[serde(
+        default = "default_failure_period",
+        deserialize_with = "deserialize_duration"
+    )]
+    pub period: Duration,
+    /// How long an IP stays blocked.
+    #[serde(
+        default = "default_block_for",
+        deserialize_with = "deserialize_duration"
+    )]
+    pub block_for: Duration,
+}
+
+impl Default for AuthFailureLimit {
+    fn default() -> Self {
+        AuthFailureLimit {
+            max_failures: default_max_failures(),
+            period: default_failure_period(),
+            block_for: default_block_for(),
+        }
+    }
+}
+
+impl ProxyListenerParams {
+    /// Parameters for the legacy command line (`--listen`): no policy, no auth.
+    pub fn legacy(listen: SocketAddr, use_splice: bool, timeout: Duration) -> Self {
+        ProxyListenerParams {
+            listen,
+            hostname: default_hostname(),
+            timeout,
+            use_splice,
+            use_tls: false,
+            tls_certificate: None,
+            tls_private_key: None,
+            require_auth: false,
+            tcp_keepalive: TcpKeepaliveParams::default(),
+            idle_timeout: default_idle_timeout(),
+            max_connections: default_max_connections(),
+            auth_failure_limit: AuthFailureLimitSetting::default(),
+        }
+    }
+
+    /// Checks that serde cannot express.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        if self.use_tls || self.tls_certificate.is_some() || self.tls_private_key.is_some() {
+            anyhow::bail!(
+                "listener {}: use_tls and the tls_* keys are not supported yet",
+                self.listen
+            );
+        }
+        if self.max_connections == 0 {
+            anyhow::bail!(
+                "listener {}: max_connections must be at least 1",
+                self.listen
+            );
+        }
+        if self.timeout.is_zero() {
+            anyhow::bail!(
+                "listener {}: timeout must be greater than zero",
+                self.listen
+            );
+        }
+        Ok(())
+    }
+}
+
+fn default_hostname() -> String {
+    let mut buf = [0u8; 256];
+    // SAFETY: the buffer is valid for its whole length; gethostname
+    // NUL-terminates within it on success.
+    let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
+    if rc == 0 {
+        let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
+        if let Ok(name) = std::str::from_utf8(&buf[..end]) {
+            if !name.is_empty() {
+                return name.to_owned();
+            }
+        }
+    }
+    "localhost".to_owned()
+}
+
+fn default_true() -> bool {
+    true
+}
+fn default_timeout() -> Duration {
+    Duration::from_secs(60)
+}
+fn default_idle_timeout() -> Duration {
+    Duration::from_secs(300)
+}
+fn default_max_connections() -> usize {
+    32768
+}
+fn default_keepalive_time() -> Duration {
+    Duration::from_secs(300)
+}
+fn default_keepalive_interval() -> Duration {
+    Duration::from_secs(30)
+}
+fn default_keepalive_retries() -> u32 {
+    3
+}
+fn default_max_failures() -> u32 {
+    10
+}
+fn default_failure_period() -> Duration {
+    Duration::from_secs(60)
+}
+fn default_block_for() -> Duration {
+    Duration::from_secs(300)
+}

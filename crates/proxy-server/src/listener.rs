@@ -1,0 +1,123 @@
+//! A bound SOCKS5 listener and its accept loop.
+
+use crate::config::ProxyListenerParams;
+use crate::metrics::{ListenerMetrics, ProxyMetrics};
+use crate::relay::PipePool;
+use crate::session::serve_tcp_client;
+use aaa::{FailureLimiter, DEFAULT_MAX_TRACKED_IPS};
+use anyhow::Context;
+use policy::PolicyPool;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{debug, error, info, warn, Instrument};
+
+/// How long the accept loop pauses after an accept error such as EMFILE,
+/// so it neither spins nor exits while descriptors are short.
+const ACCEPT_ERROR_BACKOFF: Duration = Duration::from_millis(100);
+/// At most one accept-error log line per this interval.
+const ACCEPT_ERROR_LOG_INTERVAL: Duration = Duration::from_secs(5);
+
+/// What every session of one listener shares.
+pub struct ListenerContext {
+    pub params: ProxyListenerParams,
+    /// `None` in legacy mode: no policy, so no RFC 1929.
+    pub policy: Option<PolicyPool>,
+    pub metrics: ListenerMetrics,
+    pub pipes: Arc<PipePool>,
+    /// Per-IP login failure limit; `None` when disabled.
+    pub failure_limiter: Option<FailureLimiter>,
+}
+
+/// A bound listener, ready to run.
+pub struct ProxyListener {
+    listener: TcpListener,
+    local_addr: SocketAddr,
+    ctx: Arc<ListenerContext>,
+    slots: Arc<Semaphore>,
+}
+
+impl ProxyListener {
+    /// Bind the listener and log its real address.
+    pub async fn bind(
+        params: ProxyListenerParams,
+        policy: Option<PolicyPool>,
+        metrics: &ProxyMetrics,
+        pipes: Arc<PipePool>,
+    ) -> anyhow::Result<Self> {
+        let listener = TcpListener::bind(params.listen)
+            .await
+            .with_context(|| format!("binding proxy listener {}", params.listen))?;
+        let local_addr = listener.local_addr()?;
+        info!("proxy listener on {local_addr}");
+        let slots = Arc::new(Semaphore::new(params.max_connections));
+        let failure_limiter = params.auth_failure_limit.limit().map(|limit| {
+            FailureLimiter::new(
+                limit.max_failures,
+                limit.period,
+                limit.block_for,
+                DEFAULT_MAX_TRACKED_IPS,
+            )
+        });
+        let ctx = Arc::new(ListenerContext {
+            failure_limiter,
+            params,
+            policy,
+            metrics: metrics.for_listener(&local_addr.to_string()),
+            pipes,
+        });
+        Ok(ProxyListener {
+            listener,
+            local_addr,
+            ctx,
+            slots,
+        })
+    }
+
+    /// Accept clients until `shutdown` is cancelled; sessions are spawned on
+    /// `sessions` so the caller can wait for them to drain.
+    pub async fn run(self, shutdown: CancellationToken, sessions: TaskTracker) {
+        let mut last_error_log: Option<Instant> = None;
+        loop {
+            let accepted = tokio::select! {
+                () = shutdown.cancelled() => break,
+                accepted = self.listener.accept() => accepted,
+            };
+            let (client, peer) = match accepted {
+                Ok(pair) => pair,
+                Err(err) => {
+                    if last_error_log.is_none_or(|at| at.elapsed() >= ACCEPT_ERROR_LOG_INTERVAL) {
+                        error!(listener = %self.local_addr, error = %err, "accept failed; backing off");
+                        last_error_log = Some(Instant::now());
+                    }
+                    tokio::time::sleep(ACCEPT_ERROR_BACKOFF).await;
+                    continue;
+                }
+            };
+            self.ctx.metrics.connections_accepted.inc();
+            let Ok(slot) = self.slots.clone().try_acquire_owned() else {
+                self.ctx.metrics.connections_rejected.inc();
+                warn!(peer = %peer, limit = self.ctx.params.max_connections, "max_connections reached; closing new client");
+                drop(client);
+                continue;
+            };
+            let ctx = self.ctx.clone();
+            let local = self.local_addr;
+            let span = tracing::info_span!("session", peer = %peer);
+            sessions.spawn(
+                async move {
+                    ctx.metrics.active_connections.inc();
+                    serve_tcp_client(client, peer, local, &ctx).await;
+                    ctx.metrics.active_connections.dec();
+                    drop(slot);
+                }
+                .instrument(span),
+            );
+        }
+        debug!(listener = %self.local_addr, "listener stopped accepting");
+    }
+}

@@ -1,0 +1,75 @@
+//! The `proxy` Lua module and the proxy's policy events.
+
+use crate::config::ProxyListenerParams;
+use mlua::{Lua, Value};
+use parking_lot::Mutex;
+use policy::{Bytes, EventDecl, LuaAuthResult, ModuleRegistrar, SerdeArg};
+use serde::Serialize;
+use std::sync::Arc;
+
+/// `proxy_init()`: called once at start to define listeners.
+pub const PROXY_INIT: EventDecl<(), ()> = EventDecl::new("proxy_init");
+
+/// `proxy_server_auth_rfc1929(username, password, conn_meta)`.
+pub const PROXY_SERVER_AUTH_RFC1929: EventDecl<(Bytes, Bytes, SerdeArg<ConnMeta>), LuaAuthResult> =
+    EventDecl::new("proxy_server_auth_rfc1929");
+
+/// The `conn_meta` table handed to the auth event.
+#[derive(Debug, Clone, Serialize)]
+pub struct ConnMeta {
+    /// The client's `ip:port`.
+    pub peer_address: String,
+    /// The listener's `ip:port` the client reached.
+    pub local_address: String,
+}
+
+/// Listeners requested by `proxy_init`. Requests are taken only while
+/// `proxy_init` runs, so a policy that calls `start_proxy_listener` at top
+/// level (run again for every pooled state) is told so.
+#[derive(Default)]
+pub struct ListenerRequests {
+    open: Mutex<Option<Vec<ProxyListenerParams>>>,
+}
+
+impl ListenerRequests {
+    /// Start accepting requests (just before calling `proxy_init`).
+    pub fn open(&self) {
+        *self.open.lock() = Some(Vec::new());
+    }
+
+    /// Stop accepting requests and return what was asked for.
+    pub fn close(&self) -> Vec<ProxyListenerParams> {
+        self.open.lock().take().unwrap_or_default()
+    }
+
+    fn push(&self, params: ProxyListenerParams) -> mlua::Result<()> {
+        match self.open.lock().as_mut() {
+            Some(list) => {
+                list.push(params);
+                Ok(())
+            }
+            None => Err(mlua::Error::RuntimeError(
+                "start_proxy_listener may only be called from the proxy_init event".into(),
+            )),
+        }
+    }
+}
+
+/// A registrar that adds `proxy.start_proxy_listener` and its
+/// `kumo.start_proxy_listener` alias to every new Lua state.
+pub fn registrar(requests: Arc<ListenerRequests>) -> ModuleRegistrar {
+    Arc::new(move |lua: &Lua| {
+        let requests = requests.clone();
+        let start = lua.create_function(move |lua, params: Value| {
+            let params: ProxyListenerParams = policy::from_lua_params(lua, params)
+                .map_err(|err| mlua::Error::RuntimeError(format!("start_proxy_listener: {err}")))?;
+            params.validate().map_err(|err| {
+                mlua::Error::RuntimeError(format!("start_proxy_listener: {err:#}"))
+            })?;
+            requests.push(params)
+        })?;
+        policy::get_or_create_module(lua, "proxy")?.set("start_proxy_listener", start.clone())?;
+        policy::kumo_module(lua)?.set("start_proxy_listener", start)?;
+        Ok(())
+    })
+}

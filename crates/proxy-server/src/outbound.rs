@@ -1,0 +1,158 @@
+//! Outbound connections: resolution, source-address binding, keepalive.
+
+use crate::config::TcpKeepaliveParams;
+use socket2::{SockRef, TcpKeepalive};
+use socks5::{ReplyCode, TargetAddr};
+use std::io;
+use std::net::SocketAddr;
+use std::os::fd::AsRawFd;
+use std::time::Duration;
+use tokio::net::{TcpSocket, TcpStream};
+
+/// Why an outbound connection could not be made, with the reply to send.
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct OutboundError {
+    /// The SOCKS reply code for the client.
+    pub reply: ReplyCode,
+    /// What happened, for the log.
+    pub message: String,
+}
+
+impl OutboundError {
+    fn io(context: impl std::fmt::Display, err: &io::Error) -> Self {
+        OutboundError {
+            reply: ReplyCode::from_io_error(err),
+            message: format!("{context}: {err}"),
+        }
+    }
+}
+
+/// A socket bound to `source`, with `IP_BIND_ADDRESS_NO_PORT` so the kernel
+/// picks the port at connect time (keeps one source IP from running out of
+/// ephemeral ports, since the 4-tuple rather than the port must be unique).
+pub fn bound_socket(source: SocketAddr) -> io::Result<TcpSocket> {
+    let socket = new_socket(source)?;
+    if source.port() == 0 {
+        set_bind_address_no_port(&socket)?;
+    }
+    socket.bind(source)?;
+    Ok(socket)
+}
+
+fn new_socket(addr: SocketAddr) -> io::Result<TcpSocket> {
+    match addr {
+        SocketAddr::V4(_) => TcpSocket::new_v4(),
+        SocketAddr::V6(_) => TcpSocket::new_v6(),
+    }
+}
+
+fn set_bind_address_no_port(socket: &TcpSocket) -> io::Result<()> {
+    let enable: libc::c_int = 1;
+    // SAFETY: a valid socket fd and a c_int option value of the right size.
+    let rc = unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            libc::IPPROTO_IP,
+            libc::IP_BIND_ADDRESS_NO_PORT,
+            (&enable as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// Apply the listener's keepalive settings and `TCP_NODELAY` to a socket.
+pub fn tune_stream(stream: &TcpStream, keepalive: &TcpKeepaliveParams) {
+    // Both are best effort: a failure only costs latency or dead-peer detection.
+    let _ = stream.set_nodelay(true);
+    if keepalive.enabled {
+        let params = TcpKeepalive::new()
+            .with_time(keepalive.time)
+            .with_interval(keepalive.interval)
+            .with_retries(keepalive.retries);
+        let _ = SockRef::from(stream).set_tcp_keepalive(&params);
+    }
+}
+
+/// Resolve `target` (domain names asynchronously) into candidate addresses,
+/// keeping only those of the source address's family when one is bound.
+async fn resolve(
+    target: &TargetAddr,
+    source: Option<SocketAddr>,
+) -> Result<Vec<SocketAddr>, OutboundError> {
+    let addrs: Vec<SocketAddr> = match target {
+        TargetAddr::Ip(addr) => vec![*addr],
+        TargetAddr::Domain(host, port) => tokio::net::lookup_host((host.as_str(), *port))
+            .await
+            .map_err(|err| OutboundError {
+                reply: ReplyCode::HostUnreachable,
+                message: format!("resolving {host}: {err}"),
+            })?
+            .collect(),
+    };
+    let matching: Vec<SocketAddr> = match source {
+        Some(source) => addrs
+            .into_iter()
+            .filter(|a| a.is_ipv4() == source.is_ipv4())
+            .collect(),
+        None => addrs,
+    };
+    if matching.is_empty() {
+        return Err(OutboundError {
+            reply: ReplyCode::HostUnreachable,
+            message: match source {
+                Some(source) => format!("{target} has no address of the family of source {source}"),
+                None => format!("{target} resolved to no address"),
+            },
+        });
+    }
+    Ok(matching)
+}
+
+/// Connect to `target`, from `source` when given, trying every resolved
+/// address in turn; the whole attempt is bounded by `timeout`.
+pub async fn connect(
+    target: &TargetAddr,
+    source: Option<SocketAddr>,
+    timeout: Duration,
+    keepalive: &TcpKeepaliveParams,
+) -> Result<TcpStream, OutboundError> {
+    let attempt = async {
+        let mut last_error = None;
+        for addr in resolve(target, source).await? {
+            let socket = match source {
+                Some(source) => bound_socket(source)
+                    .map_err(|err| OutboundError::io(format!("binding {source}"), &err))?,
+                None => {
+                    new_socket(addr).map_err(|err| OutboundError::io("creating socket", &err))?
+                }
+            };
+            match socket.connect(addr).await {
+                Ok(stream) => {
+                    tune_stream(&stream, keepalive);
+                    return Ok(stream);
+                }
+                Err(err) => {
+                    last_error = Some(OutboundError::io(format!("connecting to {addr}"), &err))
+                }
+            }
+        }
+        Err(last_error.unwrap_or_else(|| OutboundError {
+            reply: ReplyCode::HostUnreachable,
+            message: format!("no address to connect to for {target}"),
+        }))
+    };
+    tokio::time::timeout(timeout, attempt)
+        .await
+        .unwrap_or_else(|_| {
+            Err(OutboundError {
+                reply: ReplyCode::TtlExpired,
+                message: format!("connecting to {target} timed out after {timeout:?}"),
+            })
+        })
+}

@@ -1,0 +1,266 @@
+//! Relaying bytes between client and destination once a CONNECT succeeded:
+//! splice(2) through a pooled pipe for plain TCP, or a user-space copy.
+//! Each direction ends on EOF by shutting down the write side of the other
+//! socket (half-close is passed on); an error in either ends both.
+
+use parking_lot::Mutex;
+use prometheus_client::metrics::counter::Counter;
+use std::io;
+use std::net::Shutdown;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, Interest};
+use tokio::net::TcpStream;
+
+/// Bytes moved per splice call: the default pipe capacity.
+const SPLICE_CHUNK: usize = 1 << 16;
+/// Buffer per direction for the user-space copy.
+const COPY_BUFFER: usize = 16 * 1024;
+/// Pipes kept for reuse; more than this are closed when returned.
+const MAX_POOLED_PIPES: usize = 4096;
+
+/// How a relay ended.
+#[derive(Debug)]
+pub enum RelayOutcome {
+    /// Both directions reached EOF.
+    Completed,
+    /// Neither direction moved a byte for `idle_timeout`.
+    IdleTimeout,
+}
+
+/// Byte counters of the two directions.
+pub struct RelayCounters {
+    pub client_to_dest: Counter,
+    pub dest_to_client: Counter,
+}
+
+/// Last time a byte moved, shared by both directions and the idle watchdog.
+struct Activity {
+    start: Instant,
+    last_millis: AtomicU64,
+}
+
+impl Activity {
+    fn new() -> Self {
+        Activity {
+            start: Instant::now(),
+            last_millis: AtomicU64::new(0),
+        }
+    }
+
+    fn touch(&self) {
+        let now = self.start.elapsed().as_millis() as u64;
+        self.last_millis.store(now, Ordering::Relaxed);
+    }
+
+    fn idle_for(&self) -> Duration {
+        let last = Duration::from_millis(self.last_millis.load(Ordering::Relaxed));
+        self.start.elapsed().saturating_sub(last)
+    }
+}
+
+/// Resolves when the relay has been idle for `idle_timeout` (never if zero).
+async fn idle_watchdog(activity: &Activity, idle_timeout: Duration) {
+    if idle_timeout.is_zero() {
+        return std::future::pending().await;
+    }
+    loop {
+        let idle = activity.idle_for();
+        if idle >= idle_timeout {
+            return;
+        }
+        tokio::time::sleep(idle_timeout - idle).await;
+    }
+}
+
+/// A pipe used as splice(2)'s in-kernel buffer.
+pub struct Pipe {
+    read: OwnedFd,
+    write: OwnedFd,
+}
+
+impl Pipe {
+    fn new() -> io::Result<Pipe> {
+        let mut fds = [0 as RawFd; 2];
+        // SAFETY: fds has room for the two descriptors pipe2 writes.
+        if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_NONBLOCK | libc::O_CLOEXEC) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: pipe2 succeeded, so both are fresh descriptors we own.
+        Ok(unsafe {
+            Pipe {
+                read: OwnedFd::from_raw_fd(fds[0]),
+                write: OwnedFd::from_raw_fd(fds[1]),
+            }
+        })
+    }
+}
+
+/// Empty pipes kept for reuse, saving two syscalls per tunnel direction.
+#[derive(Default)]
+pub struct PipePool {
+    pipes: Mutex<Vec<Pipe>>,
+}
+
+impl PipePool {
+    fn take(&self) -> io::Result<Pipe> {
+        match self.pipes.lock().pop() {
+            Some(pipe) => Ok(pipe),
+            None => Pipe::new(),
+        }
+    }
+
+    /// Only empty pipes may come back: a pipe that still holds bytes from an
+    /// aborted transfer would leak them into the next tunnel.
+    fn give_back(&self, pipe: Pipe) {
+        let mut pipes = self.pipes.lock();
+        if pipes.len() < MAX_POOLED_PIPES {
+            pipes.push(pipe);
+        }
+    }
+}
+
+fn splice(from: RawFd, to: RawFd, len: usize) -> io::Result<usize> {
+    // SAFETY: plain descriptors and null offsets (both ends are not seekable).
+    let n = unsafe {
+        libc::splice(
+            from,
+            std::ptr::null_mut(),
+            to,
+            std::ptr::null_mut(),
+            len,
+            libc::SPLICE_F_MOVE | libc::SPLICE_F_NONBLOCK,
+        )
+    };
+    if n < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(n as usize)
+    }
+}
+
+/// One direction with splice: socket → pipe → socket until EOF.
+async fn splice_one_way(
+    from: &TcpStream,
+    to: &TcpStream,
+    pool: &PipePool,
+    counter: &Counter,
+    activity: &Activity,
+) -> io::Result<()> {
+    let pipe = pool.take()?;
+    loop {
+        let received = loop {
+            from.readable().await?;
+            match from.try_io(Interest::READABLE, || {
+                splice(from.as_raw_fd(), pipe.write.as_raw_fd(), SPLICE_CHUNK)
+            }) {
+                Ok(n) => break n,
+                Err(err) if err.kind() == io::ErrorKind::WouldBlock => continue,
+                // The pipe is empty here, so it can go back even on error.
+                Err(err) => {
+                    pool.give_back(pipe);
+                    return Err(err);
+                }
+            }
+        };
+        if received == 0 {
+            pool.give_back(pipe);
+            shutdown_write(to);
+            return Ok(());
+        }
+        activity.touch();
+        let mut pending = received;
+        while pending > 0 {
+            to.writable().await?;
+            match to.try_io(Interest::WRITABLE, || {
+                splice(pipe.read.as_raw_fd(), to.as_raw_fd(), pending)
+            }) {
+                Ok(n) => pending -= n,
+                Err(err) if err.kind() == io::ErrorKind::WouldBlock => continue,
+                // The pipe may hold bytes: dropped, not pooled.
+                Err(err) => return Err(err),
+            }
+        }
+        counter.inc_by(received as u64);
+        activity.touch();
+    }
+}
+
+fn shutdown_write(stream: &TcpStream) {
+    // The peer may already be gone; the other direction reports real errors.
+    let _ = socket2::SockRef::from(stream).shutdown(Shutdown::Write);
+}
+
+/// One direction with a user-space buffer until EOF, then shut down writes.
+async fn copy_one_way<R, W>(
+    mut from: R,
+    mut to: W,
+    counter: &Counter,
+    activity: &Activity,
+) -> io::Result<()>
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    let mut buf = vec![0u8; COPY_BUFFER];
+    loop {
+        let n = from.read(&mut buf).await?;
+        if n == 0 {
+            // Shutdown errors mean the peer is gone; nothing left to tell it.
+            let _ = to.shutdown().await;
+            return Ok(());
+        }
+        activity.touch();
+        to.write_all(&buf[..n]).await?;
+        counter.inc_by(n as u64);
+        activity.touch();
+    }
+}
+
+/// Relay two TCP streams with splice(2).
+pub async fn relay_splice(
+    client: &TcpStream,
+    dest: &TcpStream,
+    pool: &PipePool,
+    counters: &RelayCounters,
+    idle_timeout: Duration,
+) -> io::Result<RelayOutcome> {
+    let activity = Activity::new();
+    let both = async {
+        tokio::try_join!(
+            splice_one_way(client, dest, pool, &counters.client_to_dest, &activity),
+            splice_one_way(dest, client, pool, &counters.dest_to_client, &activity),
+        )
+    };
+    tokio::select! {
+        result = both => result.map(|_| RelayOutcome::Completed),
+        () = idle_watchdog(&activity, idle_timeout) => Ok(RelayOutcome::IdleTimeout),
+    }
+}
+
+/// Relay any two byte streams with user-space copies.
+pub async fn relay_copy<C, D>(
+    client: C,
+    dest: D,
+    counters: &RelayCounters,
+    idle_timeout: Duration,
+) -> io::Result<RelayOutcome>
+where
+    C: AsyncRead + AsyncWrite + Unpin,
+    D: AsyncRead + AsyncWrite + Unpin,
+{
+    let activity = Activity::new();
+    let (client_read, client_write) = tokio::io::split(client);
+    let (dest_read, dest_write) = tokio::io::split(dest);
+    let both = async {
+        tokio::try_join!(
+            copy_one_way(client_read, dest_write, &counters.client_to_dest, &activity),
+            copy_one_way(dest_read, client_write, &counters.dest_to_client, &activity),
+        )
+    };
+    tokio::select! {
+        result = both => result.map(|_| RelayOutcome::Completed),
+        () = idle_watchdog(&activity, idle_timeout) => Ok(RelayOutcome::IdleTimeout),
+    }
+}

@@ -1,0 +1,344 @@
+//! One client connection: method selection, RFC 1929 login, requests, then
+//! the relay. Every read of the handshake is bounded by the listener's
+//! `timeout`.
+
+use crate::auth::{authenticate, AuthDecision};
+use crate::listener::ListenerContext;
+use crate::outbound::{self, OutboundError};
+use crate::relay::{self, RelayCounters, RelayOutcome};
+use aaa::Secret;
+use socks5::{
+    encode_method_selection, encode_reply, encode_userpass_status, parse_greeting, parse_request,
+    parse_userpass_request, AuthMethod, Command, ParseResult, Parsed, ReplyCode, Socks5Error,
+    TargetAddr,
+};
+use std::io;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::time::Instant;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tracing::{debug, info, warn};
+
+/// The longest handshake message (a 255-byte username and password).
+const HANDSHAKE_BUFFER: usize = 600;
+
+/// Why a session ended before relaying.
+#[derive(Debug, thiserror::Error)]
+pub enum SessionError {
+    #[error("client sent nothing complete for the {0} within the timeout")]
+    Timeout(&'static str),
+    #[error("client closed the connection during the {0}")]
+    ClosedEarly(&'static str),
+    #[error("i/o error: {0}")]
+    Io(#[from] io::Error),
+    #[error("protocol error: {0}")]
+    Protocol(#[from] Socks5Error),
+    #[error("no acceptable authentication method offered")]
+    NoAcceptableMethod,
+    #[error("login refused")]
+    LoginRefused,
+    #[error("UDP ASSOCIATE is not supported")]
+    UdpAssociate,
+    #[error("BIND to {address} failed: {message}")]
+    Bind {
+        address: TargetAddr,
+        message: String,
+    },
+    #[error("{0}")]
+    Outbound(#[from] OutboundError),
+}
+
+/// The handshake's side of a client stream: the bytes received but not yet
+/// parsed, and a reusable output buffer.
+struct HandshakeIo<S> {
+    stream: S,
+    received: Vec<u8>,
+    out: Vec<u8>,
+    ctx_timeout: std::time::Duration,
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> HandshakeIo<S> {
+    /// Read until `parse` sees a whole message, within the timeout.
+    async fn read_message<T>(
+        &mut self,
+        step: &'static str,
+        parse: impl Fn(&[u8]) -> ParseResult<T>,
+    ) -> Result<T, SessionError> {
+        let read = async {
+            loop {
+                if let Parsed::Complete { value, consumed } = parse(&self.received)? {
+                    self.received.drain(..consumed);
+                    return Ok(value);
+                }
+                if self.received.len() >= HANDSHAKE_BUFFER {
+                    // Unreachable for well-formed length prefixes; kept as a bound.
+                    return Err(SessionError::Protocol(Socks5Error::FieldTooLong {
+                        field: step,
+                        len: self.received.len(),
+                    }));
+                }
+                if self.stream.read_buf(&mut self.received).await? == 0 {
+                    return Err(SessionError::ClosedEarly(step));
+                }
+            }
+        };
+        tokio::time::timeout(self.ctx_timeout, read)
+            .await
+            .map_err(|_| SessionError::Timeout(step))?
+    }
+
+    /// Write the output buffer, within the timeout.
+    async fn flush(&mut self, step: &'static str) -> Result<(), SessionError> {
+        let write = self.stream.write_all(&self.out);
+        tokio::time::timeout(self.ctx_timeout, write)
+            .await
+            .map_err(|_| SessionError::Timeout(step))??;
+        self.out.clear();
+        Ok(())
+    }
+
+    async fn reply(&mut self, code: ReplyCode, bound: SocketAddr) -> Result<(), SessionError> {
+        encode_reply(code, &TargetAddr::Ip(bound), &mut self.out)?;
+        self.flush("reply").await
+    }
+}
+
+fn unspecified() -> SocketAddr {
+    SocketAddr::from((Ipv4Addr::UNSPECIFIED, 0))
+}
+
+/// A CONNECT that succeeded: the destination and any bytes the client sent
+/// after its request, which belong to the destination.
+struct Connected {
+    dest: TcpStream,
+    early_data: Vec<u8>,
+}
+
+/// Negotiate with the client up to a successful CONNECT.
+async fn negotiate<S: AsyncRead + AsyncWrite + Unpin>(
+    io: &mut HandshakeIo<S>,
+    peer: SocketAddr,
+    local: SocketAddr,
+    ctx: &ListenerContext,
+) -> Result<Connected, SessionError> {
+    let greeting = io.read_message("greeting", parse_greeting).await?;
+    let method = if greeting.offers(AuthMethod::USERNAME_PASSWORD) && ctx.policy.is_some() {
+        AuthMethod::USERNAME_PASSWORD
+    } else if ctx.params.require_auth {
+        AuthMethod::NO_ACCEPTABLE
+    } else if greeting.offers(AuthMethod::NO_AUTH) {
+        AuthMethod::NO_AUTH
+    } else {
+        AuthMethod::NO_ACCEPTABLE
+    };
+    encode_method_selection(method, &mut io.out);
+    io.flush("method selection").await?;
+    if method == AuthMethod::NO_ACCEPTABLE {
+        return Err(SessionError::NoAcceptableMethod);
+    }
+
+    if method == AuthMethod::USERNAME_PASSWORD {
+        let (username, password) = io
+            .read_message("authentication", |buf| {
+                Ok(parse_userpass_request(buf)?
+                    .map(|req| (req.username.to_vec(), Secret::new(req.password))))
+            })
+            .await?;
+        let accepted = login(ctx, &username, &password, peer, local).await;
+        encode_userpass_status(accepted, &mut io.out);
+        io.flush("authentication status").await?;
+        if !accepted {
+            return Err(SessionError::LoginRefused);
+        }
+    }
+
+    let mut source: Option<SocketAddr> = None;
+    loop {
+        let request = match io.read_message("request", parse_request).await {
+            Ok(request) => request,
+            Err(SessionError::Protocol(err)) => {
+                if let Some(code) = err.reply_code() {
+                    io.reply(code, unspecified()).await?;
+                }
+                return Err(SessionError::Protocol(err));
+            }
+            Err(err) => return Err(err),
+        };
+        match request.command {
+            Command::UdpAssociate => {
+                io.reply(ReplyCode::CommandNotSupported, unspecified())
+                    .await?;
+                return Err(SessionError::UdpAssociate);
+            }
+            Command::Bind => {
+                let TargetAddr::Ip(address) = request.address else {
+                    io.reply(ReplyCode::AddressTypeNotSupported, unspecified())
+                        .await?;
+                    return Err(SessionError::Bind {
+                        address: request.address,
+                        message: "a source address must be an IP address".into(),
+                    });
+                };
+                // Binding now both validates the address and tells the
+                // client what it will be; the CONNECT binds it again.
+                match outbound::bound_socket(address).and_then(|socket| socket.local_addr()) {
+                    Ok(bound) => {
+                        debug!(peer = %peer, source = %address, "BIND selects source address");
+                        source = Some(address);
+                        io.reply(ReplyCode::Succeeded, bound).await?;
+                    }
+                    Err(err) => {
+                        io.reply(ReplyCode::from_io_error(&err), unspecified())
+                            .await?;
+                        return Err(SessionError::Bind {
+                            address: request.address,
+                            message: err.to_string(),
+                        });
+                    }
+                }
+            }
+            Command::Connect => {
+                let connected = outbound::connect(
+                    &request.address,
+                    source,
+                    ctx.params.timeout,
+                    &ctx.params.tcp_keepalive,
+                )
+                .await;
+                return match connected {
+                    Ok(dest) => {
+                        ctx.metrics.outbound_connections.inc();
+                        let bound = dest.local_addr()?;
+                        debug!(peer = %peer, target = %request.address, via = %bound, "CONNECT established");
+                        io.reply(ReplyCode::Succeeded, bound).await?;
+                        Ok(Connected {
+                            dest,
+                            early_data: std::mem::take(&mut io.received),
+                        })
+                    }
+                    Err(err) => {
+                        io.reply(err.reply, unspecified()).await?;
+                        Err(SessionError::Outbound(err))
+                    }
+                };
+            }
+        }
+    }
+}
+
+async fn login(
+    ctx: &ListenerContext,
+    username: &[u8],
+    password: &Secret,
+    peer: SocketAddr,
+    local: SocketAddr,
+) -> bool {
+    let Some(policy) = &ctx.policy else {
+        return false;
+    };
+    let started = Instant::now();
+    if let Some(remaining) = ctx
+        .failure_limiter
+        .as_ref()
+        .and_then(|l| l.blocked_for(peer.ip(), started))
+    {
+        ctx.metrics.auth_blocked.inc();
+        ctx.metrics.auth_failure.inc();
+        info!(peer = %peer, remaining = ?remaining, "login refused without calling the policy: client IP is blocked");
+        return false;
+    }
+    let decision = authenticate(policy, username, password, peer, local).await;
+    ctx.metrics
+        .auth_callback_seconds
+        .observe(started.elapsed().as_secs_f64());
+    match decision {
+        AuthDecision::Accepted(_) => {
+            ctx.metrics.auth_success.inc();
+            true
+        }
+        AuthDecision::Refused(_) => {
+            ctx.metrics.auth_failure.inc();
+            if let Some(limiter) = &ctx.failure_limiter {
+                if limiter.record_failure(peer.ip(), Instant::now()) {
+                    warn!(client = %peer.ip(), "client IP blocked after repeated login failures");
+                }
+            }
+            false
+        }
+    }
+}
+
+/// Serve one plain-TCP client from handshake to the end of its relay.
+pub async fn serve_tcp_client(
+    client: TcpStream,
+    peer: SocketAddr,
+    local: SocketAddr,
+    ctx: &ListenerContext,
+) {
+    outbound::tune_stream(&client, &ctx.params.tcp_keepalive);
+    let mut io = HandshakeIo {
+        stream: client,
+        received: Vec::with_capacity(HANDSHAKE_BUFFER),
+        out: Vec::with_capacity(32),
+        ctx_timeout: ctx.params.timeout,
+    };
+    let connected = match negotiate(&mut io, peer, local, ctx).await {
+        Ok(connected) => connected,
+        Err(err) => {
+            ctx.metrics.connections_failed.inc();
+            match err {
+                SessionError::Io(_) | SessionError::Outbound(_) | SessionError::Bind { .. } => {
+                    warn!(peer = %peer, error = %err, "session failed")
+                }
+                _ => info!(peer = %peer, error = %err, "session ended before relaying"),
+            }
+            return;
+        }
+    };
+    let Connected {
+        mut dest,
+        early_data,
+    } = connected;
+    let client = io.stream;
+    if !early_data.is_empty() {
+        if let Err(err) = dest.write_all(&early_data).await {
+            ctx.metrics.connections_failed.inc();
+            warn!(peer = %peer, error = %err, "forwarding early client data failed");
+            return;
+        }
+        ctx.metrics
+            .bytes_client_to_dest
+            .inc_by(early_data.len() as u64);
+    }
+    let counters = RelayCounters {
+        client_to_dest: ctx.metrics.bytes_client_to_dest.clone(),
+        dest_to_client: ctx.metrics.bytes_dest_to_client.clone(),
+    };
+    let outcome = if ctx.params.use_splice {
+        relay::relay_splice(
+            &client,
+            &dest,
+            &ctx.pipes,
+            &counters,
+            ctx.params.idle_timeout,
+        )
+        .await
+    } else {
+        relay::relay_copy(client, dest, &counters, ctx.params.idle_timeout).await
+    };
+    match outcome {
+        Ok(RelayOutcome::Completed) => {
+            ctx.metrics.connections_completed.inc();
+            debug!(peer = %peer, "session completed");
+        }
+        Ok(RelayOutcome::IdleTimeout) => {
+            ctx.metrics.idle_timeouts.inc();
+            ctx.metrics.connections_completed.inc();
+            info!(peer = %peer, idle_timeout = ?ctx.params.idle_timeout, "relay closed after idle timeout");
+        }
+        Err(err) => {
+            ctx.metrics.connections_failed.inc();
+            debug!(peer = %peer, error = %err, "relay ended with an error");
+        }
+    }
+}
