@@ -12,7 +12,10 @@
 #   DANTE_AUTH=0   (1: also measure Dante's `username` method; creates and
 #                   removes a throwaway system user, since Dante checks
 #                   system passwords)
-#   PROXY_LOG=     (RUST_LOG for our proxy-server; default: its own)
+#   PROXY_LOG=warn,proxy_server::listener=info
+#                  (KUMO_PROXY_LOG filter for our proxy-server: no per-login
+#                   info lines, like the peers, which log nothing per session;
+#                   the listener line must stay, it carries the port)
 #   OUT_DIR=       (keep results here instead of a temp dir)
 set -euo pipefail
 
@@ -25,6 +28,7 @@ BULK_SECS="${BULK_SECS:-5}"
 STREAMS="${STREAMS:-4}"
 HOLD_COUNT="${HOLD_COUNT:-2000}"
 DANTE_AUTH="${DANTE_AUTH:-0}"
+PROXY_LOG="${PROXY_LOG:-warn,proxy_server::listener=info}"
 DEFAULT_CONFIGS="direct dante microsocks microsocks-auth ours ours-auth ours-nosplice ours-auth-nosplice"
 CONFIGS="${CONFIGS:-$DEFAULT_CONFIGS}"
 if [[ "$DANTE_AUTH" == 1 && " $CONFIGS " != *" dante-auth "* ]]; then
@@ -248,16 +252,14 @@ start_config() {
         [[ "$config" == *nosplice* ]] && use_splice=false
         file="$WORK/$config.lua"
         write_policy "$file" "$require_auth" "$use_splice"
-        if [[ -n "${PROXY_LOG:-}" ]]; then
-            start_bg "$config" env RUST_LOG="$PROXY_LOG" "$PROXY" --proxy-config "$file"
-        else
-            start_bg "$config" "$PROXY" --proxy-config "$file"
-        fi
+        start_bg "$config" env KUMO_PROXY_LOG="$PROXY_LOG" "$PROXY" --proxy-config "$file"
         SERVER_PID="$BG_PID"
         addr="$(wait_line "$WORK/$config.err" 'proxy listener on 127\.0\.0\.1:[0-9]+' "$SERVER_PID")" ||
             return 1
         PROXY_ADDR="${addr##* }"
-        [[ "$require_auth" == true ]] && CREDS=(--user "$AUTH_USER" --pass "$AUTH_PASS")
+        if [[ "$require_auth" == true ]]; then
+            CREDS=(--user "$AUTH_USER" --pass "$AUTH_PASS")
+        fi
         ;;
     *)
         log "unknown config $config"
