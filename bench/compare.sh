@@ -285,6 +285,7 @@ measure() {
 }
 
 main() {
+    LOAD_AT_START="$(cut -d' ' -f1-3 /proc/loadavg)"
     # Children inherit this: hold mode needs thousands of descriptors.
     ulimit -n "$(ulimit -Hn)"
     ensure_packages
@@ -321,7 +322,7 @@ main() {
     echo
     echo "## proxy comparison: $ROUNDS rounds, medians" \
         "(conn: $CONCURRENCY clients × ${CONN_SECS}s; bulk: $STREAMS streams × ${BULK_SECS}s;" \
-        "hold: $HOLD_COUNT tunnels; $(nproc) cores)"
+        "hold: $HOLD_COUNT tunnels; $(nproc) cores; load average at start: $LOAD_AT_START)"
     echo
     "$BENCH" table --input "$RESULTS" \
         --ratio ours-auth/microsocks-auth \
@@ -342,8 +343,8 @@ main() {
         --goal 'gbit_per_sec:ours-nosplice/dante>=2' \
         --goal 'gbit_per_sec:ours-nosplice/direct>=0.6' \
         --goal 'kib_per_tunnel:ours-nosplice<=8'
+    echo
     if ((${#skipped[@]})); then
-        echo
         echo "Skipped (not available): ${skipped[*]}"
     fi
     if [[ " $CONFIGS " != *" dante-auth "* ]]; then
