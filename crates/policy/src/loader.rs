@@ -1,22 +1,11 @@
 use crate::kumo_module;
 use anyhow::Context;
-use mlua::{HookTriggers, Lua, VmState};
-use parking_lot::Mutex;
+use mlua::Lua;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Instant;
 
 /// Adds a binary's own modules (e.g. `proxy`) to a fresh Lua state.
 pub type ModuleRegistrar = Arc<dyn Fn(&Lua) -> mlua::Result<()> + Send + Sync>;
-
-/// How many VM instructions run between two checks of a call's deadline.
-const DEADLINE_CHECK_INSTRUCTIONS: u32 = 10_000;
-
-/// The deadline of the policy call a state is running, if any. The
-/// instruction hook reads it so a runaway handler is stopped instead of
-/// holding a worker thread forever.
-#[derive(Default)]
-pub(crate) struct CallDeadline(pub(crate) Mutex<Option<Instant>>);
 
 /// Knows how to build a Lua state with the policy loaded.
 #[derive(Clone)]
@@ -64,24 +53,6 @@ impl PolicyLoader {
         let old_path: String = package.get("path")?;
         let dir = dir.display();
         package.set("path", format!("{dir}/?.lua;{dir}/?/init.lua;{old_path}"))?;
-
-        lua.set_app_data(CallDeadline::default());
-        lua.set_hook(
-            HookTriggers::new().every_nth_instruction(DEADLINE_CHECK_INSTRUCTIONS),
-            |lua, _debug| {
-                let expired = lua
-                    .app_data_ref::<CallDeadline>()
-                    .and_then(|d| *d.0.lock())
-                    .is_some_and(|deadline| Instant::now() > deadline);
-                if expired {
-                    Err(mlua::Error::RuntimeError(
-                        "policy call exceeded its time limit".into(),
-                    ))
-                } else {
-                    Ok(VmState::Continue)
-                }
-            },
-        );
 
         kumo_module::register(lua)?;
         for registrar in &self.registrars {

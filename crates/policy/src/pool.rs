@@ -1,11 +1,14 @@
 use crate::kumo_module;
-use crate::loader::{lua_error_to_anyhow, CallDeadline};
+use crate::loader::lua_error_to_anyhow;
 use crate::{EventDecl, PolicyLoader};
-use mlua::{FromLuaMulti, IntoLuaMulti, Lua};
+use mlua::{FromLuaMulti, HookTriggers, IntoLuaMulti, Lua, VmState};
 use parking_lot::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+/// How many VM instructions run between two checks of a call's deadline.
+const DEADLINE_CHECK_INSTRUCTIONS: u32 = 10_000;
 
 /// Why a policy call produced no usable answer. Callers that decide access
 /// treat every variant as a denial.
@@ -166,10 +169,23 @@ impl PolicyPool {
             return Ok(None);
         };
         let timeout = self.inner.call_timeout;
-        set_deadline(&lua, Some(Instant::now() + timeout));
-        let outcome = tokio::time::timeout(timeout, handler.call_async::<R>(args)).await;
-        set_deadline(&lua, None);
-        drop(handler);
+        let thread = lua.create_thread(handler).map_err(handler_error)?;
+        // Hooks are per Lua thread; a pure-Lua loop never yields to tokio,
+        // so only a VM hook can stop it.
+        let deadline = Instant::now() + timeout;
+        thread.set_hook(
+            HookTriggers::new().every_nth_instruction(DEADLINE_CHECK_INSTRUCTIONS),
+            move |_lua, _debug| {
+                if Instant::now() > deadline {
+                    Err(mlua::Error::RuntimeError(
+                        "policy call exceeded its time limit".into(),
+                    ))
+                } else {
+                    Ok(VmState::Continue)
+                }
+            },
+        );
+        let outcome = tokio::time::timeout(timeout, thread.into_async::<R>(args)).await;
         match outcome {
             Ok(Ok(value)) => {
                 self.give_back(lua, epoch);
@@ -183,11 +199,5 @@ impl PolicyPool {
                 timeout,
             }),
         }
-    }
-}
-
-fn set_deadline(lua: &Lua, deadline: Option<Instant>) {
-    if let Some(slot) = lua.app_data_ref::<CallDeadline>() {
-        *slot.0.lock() = deadline;
     }
 }
