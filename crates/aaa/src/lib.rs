@@ -1,16 +1,28 @@
 //! Authentication, authorization and accounting: who a peer is
-//! ([`AuthInfo`], [`Identity`], [`IdentityContext`]).
+//! ([`AuthInfo`], [`Identity`], [`IdentityContext`]), what it may do
+//! ([`AccessControlList`], [`AclMap`], [`Resource`], [`query_resource_access`])
+//! and the small helpers around them (masked [`Secret`]s, the per-IP
+//! [`FailureLimiter`], [`IpOrCidr`] blocks).
 //!
 //! This crate owns the data model only. It knows nothing of Lua, sockets or
 //! HTTP: the policy layer converts Lua values into these types and the
 //! servers decide what to do with them.
 
+mod acl;
+mod acl_map;
 mod auth_info;
-
-pub use auth_info::{AuthInfo, Identity, IdentityContext};
+mod failure_limiter;
+mod machine;
+mod resource;
 mod secret;
 
-pub use secret::{redact, Secret};
-mod failure_limiter;
-
+pub use acl::{Access, AccessControlList, AccessControlRule, AclCriteria, IdentityCriterion};
+pub use acl_map::{
+    query_resource_access, AccessDecision, AclMap, AclMapError, DEFAULT_ACL_MAP_TOML,
+    TRUSTED_IP_GROUP,
+};
+pub use auth_info::{AuthInfo, Identity, IdentityContext};
 pub use failure_limiter::{FailureLimiter, DEFAULT_MAX_TRACKED_IPS};
+pub use machine::{InvalidIpOrCidr, IpOrCidr, IpSet};
+pub use resource::{Resource, MAX_PATH_BYTES, MAX_PATH_COMPONENTS};
+pub use secret::{redact, Secret};
