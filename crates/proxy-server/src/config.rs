@@ -15,7 +15,6 @@ pub struct ProxyListenerParams {
 
     /// CN/SAN of the generated self-signed certificate (TLS only).
     #[serde(default = "default_hostname")]
-    #[allow(dead_code)] // read once the TLS listener lands
     pub hostname: String,
 
     /// Bound on each handshake and request step, and on outbound connects.
@@ -175,14 +174,29 @@ impl ProxyListenerParams {
         }
     }
 
+    /// The TLS acceptor when `use_tls`: the given certificate and key, or a
+    /// self-signed certificate for `hostname`. Errors name the files.
+    pub fn tls_acceptor(&self) -> anyhow::Result<Option<tls::TlsAcceptor>> {
+        if !self.use_tls {
+            if self.tls_certificate.is_some() || self.tls_private_key.is_some() {
+                anyhow::bail!(
+                    "listener {}: tls_certificate/tls_private_key are set but use_tls is false",
+                    self.listen
+                );
+            }
+            return Ok(None);
+        }
+        tls::acceptor(
+            &self.hostname,
+            self.tls_certificate.as_ref(),
+            self.tls_private_key.as_ref(),
+        )
+        .map(Some)
+        .map_err(|err| err.context(format!("listener {}", self.listen)))
+    }
+
     /// Checks that serde cannot express.
     pub fn validate(&self) -> anyhow::Result<()> {
-        if self.use_tls || self.tls_certificate.is_some() || self.tls_private_key.is_some() {
-            anyhow::bail!(
-                "listener {}: use_tls and the tls_* keys are not supported yet",
-                self.listen
-            );
-        }
         if self.max_connections == 0 {
             anyhow::bail!(
                 "listener {}: max_connections must be at least 1",

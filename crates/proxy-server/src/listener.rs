@@ -3,7 +3,7 @@
 use crate::config::ProxyListenerParams;
 use crate::metrics::{ListenerMetrics, ProxyMetrics};
 use crate::relay::PipePool;
-use crate::session::serve_tcp_client;
+use crate::session::serve_client;
 use aaa::{FailureLimiter, DEFAULT_MAX_TRACKED_IPS};
 use anyhow::Context;
 use policy::PolicyPool;
@@ -31,6 +31,8 @@ pub struct ListenerContext {
     pub pipes: Arc<PipePool>,
     /// Per-IP login failure limit; `None` when disabled.
     pub failure_limiter: Option<FailureLimiter>,
+    /// Set when clients must speak TLS first.
+    pub tls: Option<tls::TlsAcceptor>,
 }
 
 /// A bound listener, ready to run.
@@ -49,11 +51,12 @@ impl ProxyListener {
         metrics: &ProxyMetrics,
         pipes: Arc<PipePool>,
     ) -> anyhow::Result<Self> {
+        let tls = params.tls_acceptor()?;
         let listener = TcpListener::bind(params.listen)
             .await
             .with_context(|| format!("binding proxy listener {}", params.listen))?;
         let local_addr = listener.local_addr()?;
-        info!("proxy listener on {local_addr}");
+        info!(tls = tls.is_some(), "proxy listener on {local_addr}");
         let slots = Arc::new(Semaphore::new(params.max_connections));
         let failure_limiter = params.auth_failure_limit.limit().map(|limit| {
             FailureLimiter::new(
@@ -65,6 +68,7 @@ impl ProxyListener {
         });
         let ctx = Arc::new(ListenerContext {
             failure_limiter,
+            tls,
             params,
             policy,
             metrics: metrics.for_listener(&local_addr.to_string()),
@@ -111,7 +115,7 @@ impl ProxyListener {
             sessions.spawn(
                 async move {
                     ctx.metrics.active_connections.inc();
-                    serve_tcp_client(client, peer, local, &ctx).await;
+                    serve_client(client, peer, local, &ctx).await;
                     ctx.metrics.active_connections.dec();
                     drop(slot);
                 }

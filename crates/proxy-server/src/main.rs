@@ -157,6 +157,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     raise_fd_limit();
     let plan = plan(&cli)?;
     if cli.validate {
+        for params in &plan.listeners {
+            params.tls_acceptor()?;
+        }
         println!("policy OK: {} listener(s) defined", plan.listeners.len());
         return Ok(());
     }

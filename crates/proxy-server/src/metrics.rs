@@ -39,8 +39,6 @@ macro_rules! proxy_metrics {
         /// Cloned handles of one listener's metrics, so the hot path never
         /// looks a label up.
         #[derive(Clone)]
-        // Some handles serve only features a listener may not enable (TLS).
-        #[allow(dead_code)]
         pub struct ListenerMetrics {
             $( pub $field: <$ty as FamilyMember>::Metric, )*
         }

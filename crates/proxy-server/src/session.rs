@@ -268,21 +268,79 @@ async fn login(
     }
 }
 
-/// Serve one plain-TCP client from handshake to the end of its relay.
-pub async fn serve_tcp_client(
+/// Serve one client from its first byte (TLS handshake or SOCKS greeting)
+/// to the end of its relay.
+pub async fn serve_client(
     client: TcpStream,
     peer: SocketAddr,
     local: SocketAddr,
     ctx: &ListenerContext,
 ) {
     outbound::tune_stream(&client, &ctx.params.tcp_keepalive);
+    let Some(acceptor) = &ctx.tls else {
+        let Some((client, connected)) = handshake(client, peer, local, ctx).await else {
+            return;
+        };
+        let counters = relay_counters(ctx);
+        let outcome = if ctx.params.use_splice {
+            relay::relay_splice(
+                &client,
+                &connected.dest,
+                &ctx.pipes,
+                &counters,
+                ctx.params.idle_timeout,
+            )
+            .await
+        } else {
+            relay::relay_copy(client, connected.dest, &counters, ctx.params.idle_timeout).await
+        };
+        return report_relay(outcome, peer, ctx);
+    };
+    // The TLS handshake is bounded like every other step: a client that
+    // sends a few bytes and stalls must not hold the connection.
+    let client = match tokio::time::timeout(ctx.params.timeout, acceptor.accept(client)).await {
+        Ok(Ok(stream)) => stream,
+        Ok(Err(err)) => {
+            ctx.metrics.tls_handshake_failures.inc();
+            ctx.metrics.connections_failed.inc();
+            info!(peer = %peer, error = %err, "TLS handshake failed");
+            return;
+        }
+        Err(_) => {
+            ctx.metrics.tls_handshake_failures.inc();
+            ctx.metrics.connections_failed.inc();
+            info!(peer = %peer, timeout = ?ctx.params.timeout, "TLS handshake timed out");
+            return;
+        }
+    };
+    let Some((client, connected)) = handshake(client, peer, local, ctx).await else {
+        return;
+    };
+    let outcome = relay::relay_copy(
+        client,
+        connected.dest,
+        &relay_counters(ctx),
+        ctx.params.idle_timeout,
+    )
+    .await;
+    report_relay(outcome, peer, ctx);
+}
+
+/// Run the SOCKS handshake on `client`; on success forward the client's
+/// early data and hand back the stream and the destination.
+async fn handshake<S: AsyncRead + AsyncWrite + Unpin>(
+    client: S,
+    peer: SocketAddr,
+    local: SocketAddr,
+    ctx: &ListenerContext,
+) -> Option<(S, Connected)> {
     let mut io = HandshakeIo {
         stream: client,
         received: Vec::with_capacity(HANDSHAKE_BUFFER),
         out: Vec::with_capacity(32),
         ctx_timeout: ctx.params.timeout,
     };
-    let connected = match negotiate(&mut io, peer, local, ctx).await {
+    let mut connected = match negotiate(&mut io, peer, local, ctx).await {
         Ok(connected) => connected,
         Err(err) => {
             ctx.metrics.connections_failed.inc();
@@ -292,40 +350,30 @@ pub async fn serve_tcp_client(
                 }
                 _ => info!(peer = %peer, error = %err, "session ended before relaying"),
             }
-            return;
+            return None;
         }
     };
-    let Connected {
-        mut dest,
-        early_data,
-    } = connected;
-    let client = io.stream;
-    if !early_data.is_empty() {
-        if let Err(err) = dest.write_all(&early_data).await {
+    if !connected.early_data.is_empty() {
+        if let Err(err) = connected.dest.write_all(&connected.early_data).await {
             ctx.metrics.connections_failed.inc();
             warn!(peer = %peer, error = %err, "forwarding early client data failed");
-            return;
+            return None;
         }
         ctx.metrics
             .bytes_client_to_dest
-            .inc_by(early_data.len() as u64);
+            .inc_by(connected.early_data.len() as u64);
     }
-    let counters = RelayCounters {
+    Some((io.stream, connected))
+}
+
+fn relay_counters(ctx: &ListenerContext) -> RelayCounters {
+    RelayCounters {
         client_to_dest: ctx.metrics.bytes_client_to_dest.clone(),
         dest_to_client: ctx.metrics.bytes_dest_to_client.clone(),
-    };
-    let outcome = if ctx.params.use_splice {
-        relay::relay_splice(
-            &client,
-            &dest,
-            &ctx.pipes,
-            &counters,
-            ctx.params.idle_timeout,
-        )
-        .await
-    } else {
-        relay::relay_copy(client, dest, &counters, ctx.params.idle_timeout).await
-    };
+    }
+}
+
+fn report_relay(outcome: io::Result<RelayOutcome>, peer: SocketAddr, ctx: &ListenerContext) {
     match outcome {
         Ok(RelayOutcome::Completed) => {
             ctx.metrics.connections_completed.inc();
