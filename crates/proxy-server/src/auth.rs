@@ -4,7 +4,7 @@ use crate::lua_api::{ConnMeta, PROXY_SERVER_AUTH_RFC1929};
 use aaa::{redact, AuthInfo, IdentityContext, Secret};
 use policy::{Bytes, LuaAuthResult, PolicyPool, SerdeArg};
 use std::net::SocketAddr;
-use tracing::{info, warn};
+use tracing::{debug, warn};
 
 /// The outcome of one login attempt.
 #[derive(Debug)]
@@ -54,7 +54,7 @@ pub async fn authenticate(
         Err(err) => AuthDecision::Refused(redact(&err.to_string(), password)),
     };
     match &decision {
-        AuthDecision::Accepted(_) => info!(peer = %peer, user = %user, "RFC 1929 login accepted"),
+        AuthDecision::Accepted(_) => debug!(peer = %peer, user = %user, "RFC 1929 login accepted"),
         AuthDecision::Refused(reason) => {
             warn!(peer = %peer, user = %user, reason = %reason, "RFC 1929 login refused")
         }

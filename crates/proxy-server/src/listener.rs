@@ -52,8 +52,7 @@ impl ProxyListener {
         pipes: Arc<PipePool>,
     ) -> anyhow::Result<Self> {
         let tls = params.tls_acceptor()?;
-        let listener = TcpListener::bind(params.listen)
-            .await
+        let listener = crate::outbound::tuned_listener(params.listen, &params.tcp_keepalive)
             .with_context(|| format!("binding proxy listener {}", params.listen))?;
         let local_addr = listener.local_addr()?;
         info!(tls = tls.is_some(), "proxy listener on {local_addr}");

@@ -68,15 +68,37 @@ fn set_bind_address_no_port(socket: &TcpSocket) -> io::Result<()> {
 
 /// Apply the listener's keepalive settings and `TCP_NODELAY` to a socket.
 pub fn tune_stream(stream: &TcpStream, keepalive: &TcpKeepaliveParams) {
-    // Both are best effort: a failure only costs latency or dead-peer detection.
-    let _ = stream.set_nodelay(true);
+    tune_socket(SockRef::from(stream), keepalive);
+}
+
+/// Keepalive and `TCP_NODELAY` on any TCP socket. Both are best effort: a
+/// failure only costs latency or dead-peer detection.
+fn tune_socket(socket: SockRef<'_>, keepalive: &TcpKeepaliveParams) {
+    let _ = socket.set_nodelay(true);
     if keepalive.enabled {
         let params = TcpKeepalive::new()
             .with_time(keepalive.time)
             .with_interval(keepalive.interval)
             .with_retries(keepalive.retries);
-        let _ = SockRef::from(stream).set_tcp_keepalive(&params);
+        let _ = socket.set_tcp_keepalive(&params);
     }
+}
+
+/// How many connections may wait in the kernel's accept queue.
+const LISTEN_BACKLOG: u32 = 4096;
+
+/// A listening socket whose accepted connections inherit `TCP_NODELAY` and
+/// the keepalive settings from it (Linux copies them to each accepted
+/// socket), saving five `setsockopt` calls per client.
+pub fn tuned_listener(
+    addr: SocketAddr,
+    keepalive: &TcpKeepaliveParams,
+) -> io::Result<tokio::net::TcpListener> {
+    let socket = new_socket(addr)?;
+    socket.set_reuseaddr(true)?;
+    tune_socket(SockRef::from(&socket), keepalive);
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
 }
 
 /// Resolve `target` (domain names asynchronously) into candidate addresses,
@@ -155,4 +177,31 @@ pub async fn connect(
                 message: format!("connecting to {target} timed out after {timeout:?}"),
             })
         })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The per-client `setsockopt` calls are skipped on the promise that
+    /// accepted sockets inherit the listener's options; hold Linux to it.
+    #[tokio::test]
+    async fn accepted_sockets_inherit_nodelay_and_keepalive() {
+        let keepalive = TcpKeepaliveParams {
+            enabled: true,
+            time: Duration::from_secs(123),
+            interval: Duration::from_secs(17),
+            retries: 4,
+        };
+        let listener = tuned_listener("127.0.0.1:0".parse().unwrap(), &keepalive).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let _client = TcpStream::connect(addr).await.unwrap();
+        let (accepted, _) = listener.accept().await.unwrap();
+        let sock = SockRef::from(&accepted);
+        assert!(sock.nodelay().unwrap());
+        assert!(sock.keepalive().unwrap());
+        assert_eq!(sock.keepalive_time().unwrap(), Duration::from_secs(123));
+        assert_eq!(sock.keepalive_interval().unwrap(), Duration::from_secs(17));
+        assert_eq!(sock.keepalive_retries().unwrap(), 4);
+    }
 }

@@ -276,7 +276,7 @@ pub async fn serve_client(
     local: SocketAddr,
     ctx: &ListenerContext,
 ) {
-    outbound::tune_stream(&client, &ctx.params.tcp_keepalive);
+    // TCP_NODELAY and keepalive are inherited from the listening socket.
     let Some(acceptor) = &ctx.tls else {
         let Some((client, connected)) = handshake(client, peer, local, ctx).await else {
             return;
