@@ -219,7 +219,7 @@ fn generated_certificate_names_the_hostname() {
     x509.stdin
         .take()
         .unwrap()
-        .write_all(shown[pem_start..pem_end].as_bytes())
+        .write_all(&shown.as_bytes()[pem_start..pem_end])
         .unwrap();
     let out = x509.wait_with_output().unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
