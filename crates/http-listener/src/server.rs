@@ -1,0 +1,239 @@
+//! Binding a listener, its accept loop (bounded by `max_connections`) and
+//! the router every connection is served by.
+
+use crate::access::check_access;
+use crate::authenticator::{Authenticator, AUTH_CACHE_TTL};
+use crate::endpoints;
+use crate::params::HttpListenerParams;
+use aaa::{AclMap, FailureLimiter, DEFAULT_MAX_TRACKED_IPS};
+use anyhow::Context;
+use axum::extract::DefaultBodyLimit;
+use axum::http::StatusCode;
+use axum::Router;
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use policy::PolicyPool;
+use prometheus_client::registry::Registry;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tower::ServiceExt;
+use tower_http::decompression::RequestDecompressionLayer;
+use tower_http::limit::RequestBodyLimitLayer;
+use tower_http::timeout::TimeoutLayer;
+use tracing::{debug, error, info, warn, Instrument};
+
+/// Bound on reading a request's headers.
+pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+/// Bound on a whole request, body and handler included (`408` past it).
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
+/// Pause after an accept error such as EMFILE.
+const ACCEPT_ERROR_BACKOFF: Duration = Duration::from_millis(100);
+/// At most one accept-error log line per this interval.
+const ACCEPT_ERROR_LOG_INTERVAL: Duration = Duration::from_secs(5);
+
+/// Sets the diagnostic log filter (`EnvFilter` syntax); an error for a
+/// filter that does not parse.
+pub type LogFilterSetter = Arc<dyn Fn(&str) -> anyhow::Result<()> + Send + Sync>;
+
+/// What every HTTP listener of a process shares, provided by the binary.
+pub struct HttpServices {
+    /// The loaded policy: auth events, and the reload endpoint.
+    pub policy: PolicyPool,
+    /// The process's metrics, exposed on `/metrics` and `/metrics.json`.
+    pub registry: Arc<Registry>,
+    /// Backs `set_diagnostic_log_filter`; `None` answers `501`.
+    pub log_filter: Option<LogFilterSetter>,
+    /// The ACLs requests are checked against.
+    pub acl: Arc<AclMap>,
+    /// The OpenAPI document served on `/api-docs/openapi.json`.
+    pub openapi: utoipa::openapi::OpenApi,
+}
+
+/// One listener's state, handed to its middleware and handlers.
+pub struct ListenerState {
+    /// The shared services.
+    pub services: Arc<HttpServices>,
+    /// The listener's parameters.
+    pub params: HttpListenerParams,
+    /// The bound address (the `L` of its resource names).
+    pub local_addr: SocketAddr,
+    /// Decides credentials, with its cache.
+    pub authenticator: Authenticator,
+    /// Per-IP failed-login limit; `None` when disabled.
+    pub failure_limiter: Option<FailureLimiter>,
+}
+
+/// The TCP facts of a request's connection, put into every request's
+/// extensions. The peer address comes from here, never from a header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConnectionInfo {
+    /// The client's address.
+    pub peer: SocketAddr,
+    /// The listener's bound address.
+    pub local: SocketAddr,
+}
+
+/// A bound HTTP listener, ready to run.
+pub struct HttpListener {
+    listener: TcpListener,
+    local_addr: SocketAddr,
+    router: Router,
+    slots: Arc<Semaphore>,
+    max_connections: usize,
+}
+
+impl HttpListener {
+    /// Bind `params.listen` and log `http listener on ADDR`. `extra_routes`
+    /// are the binary's own endpoints; they get the same access control as
+    /// the common ones.
+    pub async fn bind(
+        params: HttpListenerParams,
+        services: Arc<HttpServices>,
+        extra_routes: Router,
+    ) -> anyhow::Result<Self> {
+        params.validate()?;
+        if params.use_tls {
+            anyhow::bail!(
+                "http listener {}: use_tls is not supported yet",
+                params.listen
+            );
+        }
+        let listener = TcpListener::bind(params.listen)
+            .await
+            .with_context(|| format!("binding http listener {}", params.listen))?;
+        let local_addr = listener.local_addr()?;
+        info!("http listener on {local_addr}");
+        let max_connections = params.max_connections;
+        let state = Arc::new(ListenerState::new(params, services, local_addr));
+        Ok(HttpListener {
+            listener,
+            local_addr,
+            router: build_router(state, extra_routes),
+            slots: Arc::new(Semaphore::new(max_connections)),
+            max_connections,
+        })
+    }
+
+    /// The bound address.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// Serve until `shutdown` is cancelled; open connections then finish
+    /// their current request and close. Connection tasks run on
+    /// `connections` so the caller can wait for them.
+    pub async fn run(self, shutdown: CancellationToken, connections: TaskTracker) {
+        let mut last_error_log: Option<Instant> = None;
+        loop {
+            let accepted = tokio::select! {
+                () = shutdown.cancelled() => break,
+                accepted = self.listener.accept() => accepted,
+            };
+            let (stream, peer) = match accepted {
+                Ok(pair) => pair,
+                Err(err) => {
+                    if last_error_log.is_none_or(|at| at.elapsed() >= ACCEPT_ERROR_LOG_INTERVAL) {
+                        error!(listener = %self.local_addr, error = %err, "accept failed; backing off");
+                        last_error_log = Some(Instant::now());
+                    }
+                    tokio::time::sleep(ACCEPT_ERROR_BACKOFF).await;
+                    continue;
+                }
+            };
+            let Ok(slot) = self.slots.clone().try_acquire_owned() else {
+                warn!(peer = %peer, limit = self.max_connections, "http max_connections reached; closing new connection");
+                drop(stream);
+                continue;
+            };
+            let _ = stream.set_nodelay(true);
+            let info = ConnectionInfo {
+                peer,
+                local: self.local_addr,
+            };
+            let router = self.router.clone();
+            let shutdown = shutdown.clone();
+            connections.spawn(
+                async move {
+                    serve_connection(stream, info, router, shutdown).await;
+                    drop(slot);
+                }
+                .instrument(tracing::info_span!("http", peer = %peer)),
+            );
+        }
+        debug!(listener = %self.local_addr, "http listener stopped accepting");
+    }
+}
+
+async fn serve_connection(
+    stream: tokio::net::TcpStream,
+    info: ConnectionInfo,
+    router: Router,
+    shutdown: CancellationToken,
+) {
+    let service = hyper::service::service_fn(move |mut request: hyper::Request<Incoming>| {
+        request.extensions_mut().insert(info);
+        router.clone().oneshot(request)
+    });
+    let connection = hyper::server::conn::http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT)
+        .serve_connection(TokioIo::new(stream), service);
+    tokio::pin!(connection);
+    let result = tokio::select! {
+        result = connection.as_mut() => result,
+        () = shutdown.cancelled() => {
+            connection.as_mut().graceful_shutdown();
+            connection.await
+        }
+    };
+    if let Err(err) = result {
+        debug!(error = %err, "http connection ended with an error");
+    }
+}
+
+impl ListenerState {
+    /// The state of a listener bound on `local_addr`.
+    pub fn new(
+        params: HttpListenerParams,
+        services: Arc<HttpServices>,
+        local_addr: SocketAddr,
+    ) -> Self {
+        let failure_limiter = params.auth_failure_limit.limit().map(|limit| {
+            FailureLimiter::new(
+                limit.max_failures,
+                limit.period,
+                limit.block_for,
+                DEFAULT_MAX_TRACKED_IPS,
+            )
+        });
+        ListenerState {
+            authenticator: Authenticator::new(services.policy.clone(), AUTH_CACHE_TTL),
+            services,
+            params,
+            local_addr,
+            failure_limiter,
+        }
+    }
+}
+
+/// The common endpoints merged with `extra_routes`, behind the access
+/// middleware; body limit (after decompression) and request timeout around
+/// everything. Paths that match no route answer `404` without access checks.
+pub fn build_router(state: Arc<ListenerState>, extra_routes: Router) -> Router {
+    let limit = state.params.request_body_limit;
+    endpoints::common_routes(state.clone())
+        .merge(extra_routes)
+        .route_layer(axum::middleware::from_fn_with_state(state, check_access))
+        .layer(DefaultBodyLimit::max(limit))
+        .layer(RequestBodyLimitLayer::new(limit))
+        .layer(RequestDecompressionLayer::new())
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            REQUEST_TIMEOUT,
+        ))
+}
