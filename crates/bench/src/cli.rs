@@ -74,6 +74,9 @@ pub struct ClientArgs {
     /// RFC 1929 password (needs --user).
     #[arg(long, requires = "user")]
     pub pass: Option<String>,
+    /// Speak TLS to the proxy (a `use_tls = true` listener), SOCKS5 inside.
+    #[arg(long)]
+    pub proxy_tls: bool,
     /// Bound on connect plus handshake, and on each echo, in seconds.
     #[arg(long, default_value = "5", value_parser = parse_secs)]
     pub timeout: Duration,
@@ -100,6 +103,10 @@ impl ClientArgs {
             target,
             credentials: self.user.clone().zip(self.pass.clone()),
             timeout: self.timeout,
+            proxy_tls: match self.proxy_tls {
+                true => Some(tls::connector(tls::ClientTrust::AcceptAny)?),
+                false => None,
+            },
         })
     }
 
@@ -108,11 +115,14 @@ impl ClientArgs {
         if let Some(label) = &self.label {
             return label.clone();
         }
-        let route = self.proxy.as_deref().unwrap_or("direct");
-        match self.user {
-            Some(_) => format!("{route}+auth"),
-            None => route.to_string(),
+        let mut label = self.proxy.as_deref().unwrap_or("direct").to_string();
+        if self.proxy_tls {
+            label.push_str("+tls");
         }
+        if self.user.is_some() {
+            label.push_str("+auth");
+        }
+        label
     }
 }
 

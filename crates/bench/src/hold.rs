@@ -4,7 +4,7 @@
 //! the difference per tunnel, and closes everything.
 
 use crate::cli::HoldArgs;
-use crate::net::Dialer;
+use crate::net::{Dialer, Tunnel};
 use crate::rss::{tree_memory, TreeMemory};
 use crate::servers::{self, ServerKind};
 use crate::stats::ErrorTally;
@@ -12,7 +12,6 @@ use anyhow::{Context, Result};
 use std::collections::BTreeMap;
 use std::time::Instant;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 
 /// The result of one `hold` run.
 #[derive(Debug, serde::Serialize)]
@@ -86,7 +85,7 @@ pub async fn run(args: HoldArgs) -> Result<HoldReport> {
     let before = args.pid.map(tree_memory).transpose()?;
 
     let start = Instant::now();
-    let mut held: Vec<TcpStream> = Vec::with_capacity(args.count as usize);
+    let mut held: Vec<Tunnel> = Vec::with_capacity(args.count as usize);
     let mut errors = ErrorTally::default();
     let mut opening = tokio::task::JoinSet::new();
     let mut launched = 0;
@@ -134,7 +133,7 @@ pub async fn run(args: HoldArgs) -> Result<HoldReport> {
 }
 
 /// Open one tunnel and prove it carries bytes both ways.
-async fn open_tunnel(dialer: Dialer) -> Result<TcpStream, (&'static str, String)> {
+async fn open_tunnel(dialer: Dialer) -> Result<Tunnel, (&'static str, String)> {
     let (mut stream, pending) = dialer.dial().await.map_err(|err| (err.kind, err.message))?;
     if !pending.is_empty() {
         return Err(("unexpected_data", "target sent data before the echo".into()));

@@ -8,6 +8,11 @@ use socks5::TargetAddr;
 use std::net::SocketAddr;
 use std::time::Duration;
 use tokio::net::TcpStream;
+use tokio_util::either::Either;
+
+/// A client's end of a tunnel: plain TCP, or TLS to a `use_tls` proxy
+/// listener (SOCKS5 inside TLS).
+pub type Tunnel = Either<TcpStream, tls::client::TlsStream<TcpStream>>;
 
 /// How client connections reach the target.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -41,7 +46,7 @@ impl std::fmt::Display for Route {
 }
 
 /// Everything a client loop needs to open one tunnel.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Dialer {
     /// Direct or through which proxy.
     pub route: Route,
@@ -51,6 +56,9 @@ pub struct Dialer {
     pub credentials: Option<(String, String)>,
     /// Bound on connect plus handshake.
     pub timeout: Duration,
+    /// Speak TLS to the proxy first (its certificate is not verified: the
+    /// tool measures, it does not authenticate).
+    pub proxy_tls: Option<tls::TlsConnector>,
 }
 
 /// Why opening a tunnel failed, reduced to a name for error counting and a
@@ -67,7 +75,7 @@ impl Dialer {
     /// Open a tunnel: TCP connect with `TCP_NODELAY` and `SO_LINGER 0`, then
     /// the SOCKS5 handshake when going through a proxy. Returns the stream
     /// and any tunnel bytes that arrived with the proxy's reply.
-    pub async fn dial(&self) -> Result<(TcpStream, Vec<u8>), DialError> {
+    pub async fn dial(&self) -> Result<(Tunnel, Vec<u8>), DialError> {
         match tokio::time::timeout(self.timeout, self.dial_unbounded()).await {
             Ok(result) => result,
             Err(_) => Err(DialError {
@@ -80,12 +88,12 @@ impl Dialer {
         }
     }
 
-    async fn dial_unbounded(&self) -> Result<(TcpStream, Vec<u8>), DialError> {
+    async fn dial_unbounded(&self) -> Result<(Tunnel, Vec<u8>), DialError> {
         let first_hop = match self.route {
             Route::Direct => self.target,
             Route::Socks5(proxy) => proxy,
         };
-        let mut stream = TcpStream::connect(first_hop)
+        let stream = TcpStream::connect(first_hop)
             .await
             .map_err(|err| DialError {
                 kind: "connect",
@@ -95,6 +103,21 @@ impl Dialer {
             kind: "sockopt",
             message: format!("{err:#}"),
         })?;
+        let mut stream = match (&self.proxy_tls, self.route.clone()) {
+            (Some(connector), Route::Socks5(proxy)) => {
+                let name = tls::ServerName::from(proxy.ip());
+                let tls_stream =
+                    connector
+                        .connect(name, stream)
+                        .await
+                        .map_err(|err| DialError {
+                            kind: "tls",
+                            message: format!("TLS to {proxy}: {err}"),
+                        })?;
+                Either::Right(tls_stream)
+            }
+            _ => Either::Left(stream),
+        };
         if let Route::Socks5(proxy) = self.route {
             let credentials = self
                 .credentials
