@@ -177,6 +177,18 @@ impl HttpListenerParams {
         }
         Ok(())
     }
+
+    /// Refuse what this build cannot serve yet: HTTPS (`use_tls`). The TLS
+    /// keys are accepted so policies written for it parse.
+    pub fn ensure_supported(&self) -> anyhow::Result<()> {
+        if self.use_tls {
+            anyhow::bail!(
+                "http listener {}: use_tls is not supported yet",
+                self.listen
+            );
+        }
+        Ok(())
+    }
 }
 
 fn default_listen() -> SocketAddr {

@@ -97,12 +97,7 @@ impl HttpListener {
         extra_routes: Router,
     ) -> anyhow::Result<Self> {
         params.validate()?;
-        if params.use_tls {
-            anyhow::bail!(
-                "http listener {}: use_tls is not supported yet",
-                params.listen
-            );
-        }
+        params.ensure_supported()?;
         let listener = TcpListener::bind(params.listen)
             .await
             .with_context(|| format!("binding http listener {}", params.listen))?;

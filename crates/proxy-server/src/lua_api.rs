@@ -1,6 +1,7 @@
 //! The `proxy` Lua module and the proxy's policy events.
 
 use crate::config::ProxyListenerParams;
+use http_listener::{HttpListenerParams, HttpListenerSink};
 use mlua::{Lua, Value};
 use parking_lot::Mutex;
 use policy::{Bytes, EventDecl, LuaAuthResult, ModuleRegistrar, SerdeArg};
@@ -23,42 +24,66 @@ pub struct ConnMeta {
     pub local_address: String,
 }
 
+/// Everything `proxy_init` asked to listen on.
+#[derive(Debug, Default)]
+pub struct RequestedListeners {
+    /// `proxy.start_proxy_listener` calls.
+    pub proxy: Vec<ProxyListenerParams>,
+    /// `proxy.start_http_listener` calls.
+    pub http: Vec<HttpListenerParams>,
+}
+
 /// Listeners requested by `proxy_init`. Requests are taken only while
 /// `proxy_init` runs, so a policy that calls `start_proxy_listener` at top
 /// level (run again for every pooled state) is told so.
 #[derive(Default)]
 pub struct ListenerRequests {
-    open: Mutex<Option<Vec<ProxyListenerParams>>>,
+    open: Mutex<Option<RequestedListeners>>,
 }
 
 impl ListenerRequests {
     /// Start accepting requests (just before calling `proxy_init`).
     pub fn open(&self) {
-        *self.open.lock() = Some(Vec::new());
+        *self.open.lock() = Some(RequestedListeners::default());
     }
 
     /// Stop accepting requests and return what was asked for.
-    pub fn close(&self) -> Vec<ProxyListenerParams> {
+    pub fn close(&self) -> RequestedListeners {
         self.open.lock().take().unwrap_or_default()
     }
 
-    fn push(&self, params: ProxyListenerParams) -> mlua::Result<()> {
+    fn with_open<T>(
+        &self,
+        function: &str,
+        push: impl FnOnce(&mut RequestedListeners) -> T,
+    ) -> mlua::Result<T> {
         match self.open.lock().as_mut() {
-            Some(list) => {
-                list.push(params);
-                Ok(())
-            }
-            None => Err(mlua::Error::RuntimeError(
-                "start_proxy_listener may only be called from the proxy_init event".into(),
-            )),
+            Some(requested) => Ok(push(requested)),
+            None => Err(mlua::Error::RuntimeError(format!(
+                "{function} may only be called from the proxy_init event"
+            ))),
         }
+    }
+
+    fn push(&self, params: ProxyListenerParams) -> mlua::Result<()> {
+        self.with_open("start_proxy_listener", |requested| {
+            requested.proxy.push(params)
+        })
+    }
+
+    fn push_http(&self, params: HttpListenerParams) -> mlua::Result<()> {
+        self.with_open("start_http_listener", |requested| {
+            requested.http.push(params)
+        })
     }
 }
 
-/// A registrar that adds `proxy.start_proxy_listener` and its
-/// `kumo.start_proxy_listener` alias to every new Lua state.
+/// A registrar that adds `proxy.start_proxy_listener` and
+/// `proxy.start_http_listener`, with their `kumo.*` aliases, to every new
+/// Lua state.
 pub fn registrar(requests: Arc<ListenerRequests>) -> ModuleRegistrar {
     Arc::new(move |lua: &Lua| {
+        let http_requests = requests.clone();
         let requests = requests.clone();
         let start = lua.create_function(move |lua, params: Value| {
             let params: ProxyListenerParams = policy::from_lua_params(lua, params)
@@ -70,6 +95,12 @@ pub fn registrar(requests: Arc<ListenerRequests>) -> ModuleRegistrar {
         })?;
         policy::get_or_create_module(lua, "proxy")?.set("start_proxy_listener", start.clone())?;
         policy::kumo_module(lua)?.set("start_proxy_listener", start)?;
+
+        let sink: HttpListenerSink = Arc::new(move |params| http_requests.push_http(params));
+        let start_http = http_listener::start_http_listener_function(lua, sink)?;
+        policy::get_or_create_module(lua, "proxy")?
+            .set("start_http_listener", start_http.clone())?;
+        policy::kumo_module(lua)?.set("start_http_listener", start_http)?;
         Ok(())
     })
 }

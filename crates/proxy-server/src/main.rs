@@ -3,6 +3,7 @@
 
 mod auth;
 mod config;
+mod http_api;
 mod listener;
 mod logging;
 mod lua_api;
@@ -59,6 +60,10 @@ struct Cli {
     #[arg(long)]
     dump_metric_metadata: bool,
 
+    /// Print the OpenAPI document of the HTTP listener, then exit.
+    #[arg(long)]
+    dump_openapi_spec: bool,
+
     /// Write diagnostics to files in this directory instead of stderr.
     #[arg(long, value_name = "DIR")]
     diag_log_dir: Option<PathBuf>,
@@ -77,8 +82,17 @@ fn main() -> std::process::ExitCode {
         );
         return std::process::ExitCode::SUCCESS;
     }
-    let _log_guard = match logging::init(cli.diag_format, cli.diag_log_dir.as_deref()) {
-        Ok(guard) => guard,
+    if cli.dump_openapi_spec {
+        println!(
+            "{}",
+            http_api::openapi()
+                .to_pretty_json()
+                .expect("OpenAPI document serializes")
+        );
+        return std::process::ExitCode::SUCCESS;
+    }
+    let logging = match logging::init(cli.diag_format, cli.diag_log_dir.as_deref()) {
+        Ok(logging) => logging,
         Err(err) => {
             eprintln!("proxy-server: {err:#}");
             return std::process::ExitCode::FAILURE;
@@ -94,7 +108,7 @@ fn main() -> std::process::ExitCode {
             return std::process::ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(cli)) {
+    match runtime.block_on(run(cli, logging.set_filter.clone())) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(err) => {
             error!("{err:#}");
@@ -107,6 +121,7 @@ fn main() -> std::process::ExitCode {
 /// What the command line asks the proxy to serve.
 struct Plan {
     listeners: Vec<ProxyListenerParams>,
+    http_listeners: Vec<http_listener::HttpListenerParams>,
     policy: Option<PolicyPool>,
 }
 
@@ -117,8 +132,9 @@ fn plan(cli: &Cli) -> anyhow::Result<Plan> {
         let pool = PolicyPool::new(loader, PolicyPool::default_max_idle(), POLICY_CALL_TIMEOUT)?;
         requests.open();
         let init = pool.with_state(call_proxy_init);
-        let listeners = requests.close();
+        let requested = requests.close();
         init?;
+        let listeners = requested.proxy;
         if listeners.is_empty() {
             anyhow::bail!(
                 "{}: proxy_init defined no listener (call proxy.start_proxy_listener)",
@@ -127,6 +143,7 @@ fn plan(cli: &Cli) -> anyhow::Result<Plan> {
         }
         return Ok(Plan {
             listeners,
+            http_listeners: requested.http,
             policy: Some(pool),
         });
     }
@@ -140,6 +157,7 @@ fn plan(cli: &Cli) -> anyhow::Result<Plan> {
             .iter()
             .map(|addr| ProxyListenerParams::legacy(*addr, !cli.no_splice, timeout))
             .collect(),
+        http_listeners: Vec::new(),
         policy: None,
     })
 }
@@ -153,12 +171,15 @@ fn call_proxy_init(lua: &mlua::Lua) -> anyhow::Result<()> {
     }
 }
 
-async fn run(cli: Cli) -> anyhow::Result<()> {
+async fn run(cli: Cli, set_log_filter: http_listener::LogFilterSetter) -> anyhow::Result<()> {
     raise_fd_limit();
     let plan = plan(&cli)?;
     if cli.validate {
         for params in &plan.listeners {
             params.tls_acceptor()?;
+        }
+        for params in &plan.http_listeners {
+            params.ensure_supported()?;
         }
         println!("policy OK: {} listener(s) defined", plan.listeners.len());
         return Ok(());
@@ -171,10 +192,22 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         bound
             .push(ProxyListener::bind(params, plan.policy.clone(), &metrics, pipes.clone()).await?);
     }
+    let http_listeners = http_api::bind_listeners(
+        plan.http_listeners,
+        plan.policy.clone(),
+        Arc::new(registry),
+        set_log_filter,
+    )
+    .await?;
     let shutdown = CancellationToken::new();
     let sessions = TaskTracker::new();
     let mut accept_loops = Vec::new();
     for listener in bound {
+        accept_loops.push(tokio::spawn(
+            listener.run(shutdown.clone(), sessions.clone()),
+        ));
+    }
+    for listener in http_listeners {
         accept_loops.push(tokio::spawn(
             listener.run(shutdown.clone(), sessions.clone()),
         ));

@@ -1,0 +1,66 @@
+//! The proxy's HTTP listeners: the shared listener of `http-listener` plus
+//! the proxy's own endpoint, `GET /proxy/status`.
+
+use axum::routing::get;
+use axum::Router;
+use http_listener::{CommonApi, HttpListener, HttpListenerParams, HttpServices, LogFilterSetter};
+use policy::PolicyPool;
+use prometheus_client::registry::Registry;
+use std::sync::Arc;
+use utoipa::OpenApi;
+
+/// The proxy's own paths.
+#[derive(OpenApi)]
+#[openapi(paths(proxy_status))]
+struct ProxyApi;
+
+/// The whole OpenAPI document of the proxy's HTTP listener
+/// (`/api-docs/openapi.json`, `--dump-openapi-spec`).
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    let mut doc = CommonApi::openapi();
+    doc.merge(ProxyApi::openapi());
+    doc.info.title = "proxy-server HTTP listener".to_owned();
+    doc.info.version = env!("CARGO_PKG_VERSION").to_owned();
+    doc
+}
+
+/// The proxy's routes, merged into every listener.
+fn routes() -> Router {
+    Router::new().route("/proxy/status", get(proxy_status))
+}
+
+/// Whether the proxy is up. Open to everyone by the default ACL.
+#[utoipa::path(get, path = "/proxy/status", tag = "proxy",
+    responses((status = 200, description = "The proxy is running", body = String,
+        content_type = "text/plain")))]
+async fn proxy_status() -> &'static str {
+    concat!("proxy-server ", env!("CARGO_PKG_VERSION"), " OK\n")
+}
+
+/// Bind every HTTP listener `proxy_init` asked for. Each logs
+/// `http listener on ADDR`.
+pub async fn bind_listeners(
+    requested: Vec<HttpListenerParams>,
+    policy: Option<PolicyPool>,
+    registry: Arc<Registry>,
+    set_log_filter: LogFilterSetter,
+) -> anyhow::Result<Vec<HttpListener>> {
+    if requested.is_empty() {
+        return Ok(Vec::new());
+    }
+    let Some(policy) = policy else {
+        anyhow::bail!("HTTP listeners need a policy (--proxy-config)");
+    };
+    let services = Arc::new(HttpServices {
+        policy,
+        registry,
+        log_filter: Some(set_log_filter),
+        acl: Arc::new(aaa::AclMap::default_map().clone()),
+        openapi: openapi(),
+    });
+    let mut bound = Vec::with_capacity(requested.len());
+    for params in requested {
+        bound.push(HttpListener::bind(params, services.clone(), routes()).await?);
+    }
+    Ok(bound)
+}
