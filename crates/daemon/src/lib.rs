@@ -1,0 +1,122 @@
+//! Process plumbing a server binary needs before and after its real work.
+//!
+//! It owns diagnostic logging (a filter read from an environment variable
+//! the binary names, changeable at run time, four formats, stderr or files),
+//! waiting for SIGINT/SIGTERM, and raising the open-files limit. It knows
+//! nothing of policies, protocols or what the binary serves.
+
+use clap::ValueEnum;
+use std::path::Path;
+use std::sync::Arc;
+use tracing::{info, warn};
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{reload, EnvFilter, Layer, Registry};
+
+/// `--diag-format`.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum DiagFormat {
+    /// tracing's default single-line format.
+    Full,
+    /// Shorter single lines.
+    Compact,
+    /// Multi-line, for people.
+    Pretty,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Changes the log filter of the running process (`EnvFilter` syntax).
+pub type FilterSetter = Arc<dyn Fn(&str) -> anyhow::Result<()> + Send + Sync>;
+
+/// What [`init_logging`] returns: keep `guard` alive until exit (it flushes
+/// file output); `set_filter` backs the admin endpoint that changes the
+/// filter.
+pub struct Logging {
+    /// Flushes file output when dropped.
+    pub guard: Option<tracing_appender::non_blocking::WorkerGuard>,
+    /// Replaces the filter.
+    pub set_filter: FilterSetter,
+}
+
+/// Install the global subscriber: filter from `env_var` (default `info`),
+/// to stderr, or to daily files `file_name.DATE` in `log_dir`.
+pub fn init_logging(
+    env_var: &str,
+    file_name: &str,
+    format: DiagFormat,
+    log_dir: Option<&Path>,
+) -> anyhow::Result<Logging> {
+    let filter = EnvFilter::try_from_env(env_var).unwrap_or_else(|_| EnvFilter::new("info"));
+    let (filter, handle) = reload::Layer::new(filter);
+    let ansi = log_dir.is_none() && std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let (writer, guard) = match log_dir {
+        Some(dir) => {
+            std::fs::create_dir_all(dir)?;
+            let appender = tracing_appender::rolling::daily(dir, file_name);
+            let (writer, guard) = tracing_appender::non_blocking(appender);
+            (
+                tracing_subscriber::fmt::writer::BoxMakeWriter::new(writer),
+                Some(guard),
+            )
+        }
+        None => (
+            tracing_subscriber::fmt::writer::BoxMakeWriter::new(std::io::stderr),
+            None,
+        ),
+    };
+    let fmt = tracing_subscriber::fmt::layer()
+        .with_writer(writer)
+        .with_ansi(ansi);
+    let fmt: Box<dyn Layer<_> + Send + Sync> = match format {
+        DiagFormat::Full => fmt.boxed(),
+        DiagFormat::Compact => fmt.compact().boxed(),
+        DiagFormat::Pretty => fmt.pretty().boxed(),
+        DiagFormat::Json => fmt.json().boxed(),
+    };
+    Registry::default()
+        .with(filter)
+        .with(fmt)
+        .try_init()
+        .map_err(|err| anyhow::anyhow!("installing the log subscriber: {err}"))?;
+    let set_filter: FilterSetter = Arc::new(move |text: &str| {
+        let filter = EnvFilter::try_new(text)?;
+        handle.reload(filter)?;
+        Ok(())
+    });
+    Ok(Logging { guard, set_filter })
+}
+
+/// Wait for SIGTERM or SIGINT.
+pub async fn wait_for_signal() -> std::io::Result<()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    tokio::select! {
+        _ = term.recv() => info!("received SIGTERM"),
+        _ = int.recv() => info!("received SIGINT"),
+    }
+    Ok(())
+}
+
+/// Raise the soft open-files limit to the hard limit (servers hold many
+/// sockets and files).
+pub fn raise_fd_limit() {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit with a valid rlimit struct.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 && limit.rlim_cur < limit.rlim_max
+        {
+            limit.rlim_cur = limit.rlim_max;
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) != 0 {
+                warn!(
+                    "could not raise RLIMIT_NOFILE: {}",
+                    std::io::Error::last_os_error()
+                );
+            }
+        }
+    }
+}
