@@ -9,12 +9,14 @@
 // Each test binary uses a different subset of these helpers.
 #![allow(dead_code, unused_imports)]
 
+pub mod http;
 pub mod policy;
 pub mod process;
 pub mod servers;
 pub mod socks;
 pub mod tools;
 
+pub use http::*;
 pub use policy::*;
 pub use process::*;
 pub use servers::*;
