@@ -2,7 +2,7 @@
 
 use crate::config::ProxyListenerParams;
 use crate::metrics::{ListenerMetrics, ProxyMetrics};
-use crate::relay::PipePool;
+use crate::relay::{BufferPool, PipePool};
 use crate::session::serve_client;
 use aaa::{FailureLimiter, DEFAULT_MAX_TRACKED_IPS};
 use anyhow::Context;
@@ -29,6 +29,8 @@ pub struct ListenerContext {
     pub policy: Option<PolicyPool>,
     pub metrics: ListenerMetrics,
     pub pipes: Arc<PipePool>,
+    /// Copy buffers for plain-TCP relays without splice.
+    pub buffers: BufferPool,
     /// Per-IP login failure limit; `None` when disabled.
     pub failure_limiter: Option<FailureLimiter>,
     /// Set when clients must speak TLS first.
@@ -68,6 +70,7 @@ impl ProxyListener {
         let ctx = Arc::new(ListenerContext {
             failure_limiter,
             tls,
+            buffers: BufferPool::default(),
             params,
             policy,
             metrics: metrics.for_listener(&local_addr.to_string()),

@@ -19,6 +19,8 @@ const SPLICE_CHUNK: usize = 1 << 16;
 const COPY_BUFFER: usize = 16 * 1024;
 /// Pipes kept for reuse; more than this are closed when returned.
 const MAX_POOLED_PIPES: usize = 4096;
+/// Copy buffers kept for reuse (16 KiB each).
+const MAX_POOLED_BUFFERS: usize = 1024;
 
 /// How a relay ended.
 #[derive(Debug)]
@@ -239,7 +241,92 @@ pub async fn relay_splice(
     }
 }
 
-/// Relay any two byte streams with user-space copies.
+/// Copy buffers lent to TCP relays only while a chunk is in flight, so an
+/// idle tunnel holds no buffer at all.
+#[derive(Default)]
+pub struct BufferPool {
+    buffers: Mutex<Vec<Box<[u8]>>>,
+}
+
+impl BufferPool {
+    fn take(&self) -> Box<[u8]> {
+        self.buffers
+            .lock()
+            .pop()
+            .unwrap_or_else(|| vec![0u8; COPY_BUFFER].into_boxed_slice())
+    }
+
+    fn give_back(&self, buffer: Box<[u8]>) {
+        let mut buffers = self.buffers.lock();
+        if buffers.len() < MAX_POOLED_BUFFERS {
+            buffers.push(buffer);
+        }
+    }
+}
+
+/// One direction between TCP sockets with a borrowed buffer: wait until
+/// `from` is readable, borrow, read, write it all out, return the buffer.
+async fn copy_tcp_one_way(
+    from: &TcpStream,
+    to: &TcpStream,
+    pool: &BufferPool,
+    counter: &Counter,
+    activity: &Activity,
+) -> io::Result<()> {
+    loop {
+        from.readable().await?;
+        let mut buffer = pool.take();
+        let received = match from.try_read(&mut buffer) {
+            Ok(n) => n,
+            Err(err) if err.kind() == io::ErrorKind::WouldBlock => {
+                pool.give_back(buffer);
+                continue;
+            }
+            Err(err) => return Err(err),
+        };
+        if received == 0 {
+            pool.give_back(buffer);
+            shutdown_write(to);
+            return Ok(());
+        }
+        activity.touch();
+        let mut written = 0;
+        while written < received {
+            to.writable().await?;
+            match to.try_write(&buffer[written..received]) {
+                Ok(n) => written += n,
+                Err(err) if err.kind() == io::ErrorKind::WouldBlock => continue,
+                Err(err) => return Err(err),
+            }
+        }
+        pool.give_back(buffer);
+        counter.inc_by(received as u64);
+        activity.touch();
+    }
+}
+
+/// Relay two TCP streams with user-space copies from a shared buffer pool.
+pub async fn relay_tcp_copy(
+    client: &TcpStream,
+    dest: &TcpStream,
+    pool: &BufferPool,
+    counters: &RelayCounters,
+    idle_timeout: Duration,
+) -> io::Result<RelayOutcome> {
+    let activity = Activity::new();
+    let both = async {
+        tokio::try_join!(
+            copy_tcp_one_way(client, dest, pool, &counters.client_to_dest, &activity),
+            copy_tcp_one_way(dest, client, pool, &counters.dest_to_client, &activity),
+        )
+    };
+    tokio::select! {
+        result = both => result.map(|_| RelayOutcome::Completed),
+        () = idle_watchdog(&activity, idle_timeout) => Ok(RelayOutcome::IdleTimeout),
+    }
+}
+
+/// Relay any two byte streams with user-space copies (TLS sessions).
 pub async fn relay_copy<C, D>(
     client: C,
     dest: D,

@@ -292,7 +292,14 @@ pub async fn serve_client(
             )
             .await
         } else {
-            relay::relay_copy(client, connected.dest, &counters, ctx.params.idle_timeout).await
+            relay::relay_tcp_copy(
+                &client,
+                &connected.dest,
+                &ctx.buffers,
+                &counters,
+                ctx.params.idle_timeout,
+            )
+            .await
         };
         return report_relay(outcome, peer, ctx);
     };
