@@ -1,0 +1,264 @@
+//! nephele's Lua functions (`kumo.define_spool`, `kumo.configure_local_logs`,
+//! `kumo.start_http_listener`, `kumo.make_queue_config`) and its events.
+
+use crate::queue_config::{self, LuaQueueConfig};
+use aaa::AuthInfo;
+use http_listener::{HttpListenerParams, HttpListenerSink};
+use message::LuaMessage;
+use mlua::{Lua, Value};
+use parking_lot::Mutex;
+use policy::{deserialize_optional_duration, EventDecl, ModuleRegistrar, SerdeArg};
+use serde::Deserialize;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// `init()`: called once at start to define spools, logs and listeners.
+pub const INIT: EventDecl<(), ()> = EventDecl::new("init");
+
+/// `http_message_generated(msg, auth_info)`: called for each injected
+/// message before it is spooled; raising an error fails that recipient.
+pub const HTTP_MESSAGE_GENERATED: EventDecl<(LuaMessage, SerdeArg<AuthInfo>), ()> =
+    EventDecl::new("http_message_generated");
+
+/// The arguments of `get_queue_config`: domain, tenant, campaign,
+/// routing_domain.
+pub type QueueConfigArgs = (String, Option<String>, Option<String>, Option<String>);
+
+/// `get_queue_config(domain, tenant, campaign, routing_domain)`; `nil` (or
+/// no handler) means the defaults.
+pub const GET_QUEUE_CONFIG: EventDecl<QueueConfigArgs, Option<LuaQueueConfig>> =
+    EventDecl::new("get_queue_config");
+
+/// `kumo.define_spool { name, path }`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SpoolParams {
+    /// `data` (message bytes) or `meta` (envelope and meta values).
+    pub name: String,
+    /// The directory holding the spool's database file.
+    pub path: PathBuf,
+    /// KumoMTA's storage engine name; accepted for compatibility, the
+    /// engine is always redb.
+    #[serde(default)]
+    pub kind: Option<String>,
+}
+
+/// `kumo.configure_local_logs { log_dir, max_segment_duration, max_file_size }`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LocalLogParams {
+    /// Directory for the log segments (created if missing).
+    pub log_dir: PathBuf,
+    /// Close a segment and start a new one after this long.
+    #[serde(default, deserialize_with = "deserialize_optional_duration")]
+    pub max_segment_duration: Option<Duration>,
+    /// Close a segment and start a new one once it holds this many bytes.
+    #[serde(default = "default_max_file_size")]
+    pub max_file_size: u64,
+}
+
+fn default_max_file_size() -> u64 {
+    1024 * 1024 * 1024
+}
+
+/// What `init` asked for.
+#[derive(Debug, Default)]
+pub struct InitRequested {
+    /// `kumo.start_http_listener` calls.
+    pub http: Vec<HttpListenerParams>,
+    /// `kumo.define_spool` calls.
+    pub spools: Vec<SpoolParams>,
+    /// The last `kumo.configure_local_logs` call.
+    pub logs: Option<LocalLogParams>,
+}
+
+/// Collects requests while `init` runs. Outside it (policy top level runs
+/// again for every pooled state) the functions raise an error saying so.
+#[derive(Default)]
+pub struct InitRequests {
+    open: Mutex<Option<InitRequested>>,
+}
+
+impl InitRequests {
+    /// Start accepting requests (just before calling `init`).
+    pub fn open(&self) {
+        *self.open.lock() = Some(InitRequested::default());
+    }
+
+    /// Stop accepting requests and return what was asked for.
+    pub fn close(&self) -> InitRequested {
+        self.open.lock().take().unwrap_or_default()
+    }
+
+    fn with_open(
+        &self,
+        function: &str,
+        f: impl FnOnce(&mut InitRequested) -> mlua::Result<()>,
+    ) -> mlua::Result<()> {
+        match self.open.lock().as_mut() {
+            Some(requested) => f(requested),
+            None => Err(mlua::Error::RuntimeError(format!(
+                "kumo.{function} may only be called from the init event"
+            ))),
+        }
+    }
+}
+
+fn lua_error(function: &str, err: impl std::fmt::Display) -> mlua::Error {
+    mlua::Error::RuntimeError(format!("{function}: {err}"))
+}
+
+/// A registrar adding nephele's `kumo.*` functions, `kumo.reject` and the
+/// message userdata support to every new Lua state.
+pub fn registrar(requests: Arc<InitRequests>) -> ModuleRegistrar {
+    Arc::new(move |lua: &Lua| {
+        message::register(lua)?;
+        let kumo = policy::kumo_module(lua)?;
+
+        let spool_requests = requests.clone();
+        kumo.set(
+            "define_spool",
+            lua.create_function(move |lua, value: Value| {
+                let params: SpoolParams = policy::from_lua_params(lua, value)
+                    .map_err(|err| lua_error("define_spool", err))?;
+                if params.name != "data" && params.name != "meta" {
+                    return Err(lua_error(
+                        "define_spool",
+                        format!("name must be 'data' or 'meta', got {:?}", params.name),
+                    ));
+                }
+                spool_requests.with_open("define_spool", |requested| {
+                    if requested.spools.iter().any(|s| s.name == params.name) {
+                        return Err(lua_error(
+                            "define_spool",
+                            format!("spool {:?} is already defined", params.name),
+                        ));
+                    }
+                    requested.spools.push(params);
+                    Ok(())
+                })
+            })?,
+        )?;
+
+        let log_requests = requests.clone();
+        kumo.set(
+            "configure_local_logs",
+            lua.create_function(move |lua, value: Value| {
+                let params: LocalLogParams = policy::from_lua_params(lua, value)
+                    .map_err(|err| lua_error("configure_local_logs", err))?;
+                if params.max_file_size == 0 {
+                    return Err(lua_error(
+                        "configure_local_logs",
+                        "max_file_size must be at least 1",
+                    ));
+                }
+                log_requests.with_open("configure_local_logs", |requested| {
+                    requested.logs = Some(params);
+                    Ok(())
+                })
+            })?,
+        )?;
+
+        let http_requests = requests.clone();
+        let sink: HttpListenerSink = Arc::new(move |params| {
+            http_requests.with_open("start_http_listener", |requested| {
+                requested.http.push(params);
+                Ok(())
+            })
+        });
+        kumo.set(
+            "start_http_listener",
+            http_listener::start_http_listener_function(lua, sink)?,
+        )?;
+
+        kumo.set(
+            "make_queue_config",
+            lua.create_function(|lua, value: Value| {
+                queue_config::parse(lua, value).map(LuaQueueConfig)
+            })?,
+        )?;
+        Ok(())
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use policy::PolicyLoader;
+
+    fn run_init(policy: &str) -> (anyhow::Result<()>, InitRequested) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("policy.lua");
+        std::fs::write(&path, policy).unwrap();
+        let requests = Arc::new(InitRequests::default());
+        let loader = PolicyLoader::new(&path, vec![registrar(requests.clone())]);
+        let result = loader.load().and_then(|lua| {
+            requests.open();
+            let result = policy::call_sync(&lua, &INIT, ())
+                .map(|_| ())
+                .map_err(|err| anyhow::anyhow!("{err}"));
+            result
+        });
+        (result, requests.close())
+    }
+
+    #[test]
+    fn init_collects_requests() {
+        let (result, requested) = run_init(
+            r#"local kumo = require 'kumo'
+            kumo.on('init', function()
+              kumo.define_spool { name = 'data', path = '/tmp/d', kind = 'RocksDB' }
+              kumo.define_spool { name = 'meta', path = '/tmp/m' }
+              kumo.configure_local_logs { log_dir = '/tmp/logs', max_segment_duration = '5s' }
+              kumo.start_http_listener { listen = '127.0.0.1:0' }
+              local c = kumo.make_queue_config { protocol = { maildir_path = '/tmp/md' } }
+              assert(c ~= nil)
+            end)"#,
+        );
+        result.unwrap();
+        assert_eq!(requested.spools.len(), 2);
+        assert_eq!(requested.http.len(), 1);
+        let logs = requested.logs.unwrap();
+        assert_eq!(logs.max_segment_duration, Some(Duration::from_secs(5)));
+        assert_eq!(logs.max_file_size, 1024 * 1024 * 1024);
+    }
+
+    #[test]
+    fn bad_parameters_are_named() {
+        for (code, needle) in [
+            (
+                "kumo.define_spool { name = 'data', path = '/x', paht = 1 }",
+                "paht",
+            ),
+            (
+                "kumo.define_spool { name = 'other', path = '/x' }",
+                "'data' or 'meta'",
+            ),
+            ("kumo.configure_local_logs { dir = '/x' }", "dir"),
+            (
+                "kumo.make_queue_config { protocol = { maildir = '/x' } }",
+                "maildir",
+            ),
+            (
+                "kumo.start_http_listener { lisen = '127.0.0.1:0' }",
+                "lisen",
+            ),
+        ] {
+            let (result, _) = run_init(&format!(
+                "local kumo = require 'kumo'\nkumo.on('init', function() {code} end)"
+            ));
+            let err = format!("{:#}", result.unwrap_err());
+            assert!(err.contains(needle), "{code}: {err}");
+        }
+    }
+
+    #[test]
+    fn outside_init_is_refused() {
+        let (result, _) = run_init(
+            "local kumo = require 'kumo'\nkumo.define_spool { name = 'data', path = '/x' }",
+        );
+        let err = format!("{:#}", result.unwrap_err());
+        assert!(err.contains("only be called from the init event"), "{err}");
+    }
+}

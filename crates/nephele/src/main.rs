@@ -1,0 +1,330 @@
+//! `nephele`: the mail daemon. An HTTP injection API whose messages carry
+//! the authorized identity (`http_auth`) into the policy
+//! (`http_message_generated`), a durable redb spool, queues with retries,
+//! Maildir delivery and JSON-lines logs.
+
+mod delivery;
+mod http_api;
+mod inject;
+mod logs;
+mod lua_api;
+mod queue_config;
+mod queues;
+
+use anyhow::Context;
+use clap::Parser;
+use daemon::DiagFormat;
+use inject::InjectService;
+use logs::LocalLogger;
+use lua_api::{InitRequested, InitRequests, INIT};
+use message::Message;
+use policy::{PolicyError, PolicyLoader, PolicyPool};
+use prometheus_client::registry::Registry;
+use queues::{QueueKey, QueueManager};
+use spool::{GroupCommitter, RedbSpool, Spool};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{error, info, warn};
+
+/// How long in-flight requests and delivery attempts may finish after
+/// SIGINT/SIGTERM.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+/// Bound on one call into the policy.
+const POLICY_CALL_TIMEOUT: Duration = Duration::from_secs(10);
+/// Bound on loading the spool at start and on closing it at exit.
+const SPOOL_IO_TIMEOUT: Duration = Duration::from_secs(120);
+
+#[derive(Debug, Parser)]
+#[command(version, about = "Mail daemon with a Lua-scripted HTTP injection API")]
+struct Cli {
+    /// The Lua policy; its init event defines spools, logs and listeners.
+    #[arg(
+        long,
+        value_name = "FILE.lua",
+        required_unless_present = "dump_openapi_spec"
+    )]
+    policy: Option<PathBuf>,
+
+    /// Load and check the policy (running init), then exit 0 or 1.
+    #[arg(long, requires = "policy")]
+    validate: bool,
+
+    /// Print the HTTP listener's OpenAPI document, then exit.
+    #[arg(long)]
+    dump_openapi_spec: bool,
+
+    /// Write diagnostics to files in this directory instead of stderr.
+    #[arg(long, value_name = "DIR")]
+    diag_log_dir: Option<PathBuf>,
+
+    /// Diagnostic log format.
+    #[arg(long, value_enum, default_value = "full")]
+    diag_format: DiagFormat,
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    if cli.dump_openapi_spec {
+        match http_api::openapi().to_pretty_json() {
+            Ok(json) => {
+                println!("{json}");
+                return std::process::ExitCode::SUCCESS;
+            }
+            Err(err) => {
+                eprintln!("nephele: {err}");
+                return std::process::ExitCode::FAILURE;
+            }
+        }
+    }
+    let logging = match daemon::init_logging(
+        "NEPHELE_LOG",
+        "nephele.log",
+        cli.diag_format,
+        cli.diag_log_dir.as_deref(),
+    ) {
+        Ok(logging) => logging,
+        Err(err) => {
+            eprintln!("nephele: {err:#}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            eprintln!("nephele: starting the runtime: {err}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    let set_filter = logging.set_filter.clone();
+    match runtime.block_on(run(cli, set_filter)) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(err) => {
+            error!("{err:#}");
+            eprintln!("nephele: {err:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+/// Load the policy and run `init`.
+fn load(path: &std::path::Path) -> anyhow::Result<(PolicyPool, InitRequested)> {
+    let requests = Arc::new(InitRequests::default());
+    let loader = PolicyLoader::new(path, vec![lua_api::registrar(requests.clone())]);
+    let pool = PolicyPool::new(loader, PolicyPool::default_max_idle(), POLICY_CALL_TIMEOUT)?;
+    requests.open();
+    let init = pool.with_state(|lua| match policy::call_sync(lua, &INIT, ()) {
+        Ok(Some(())) => Ok(()),
+        Ok(None) => anyhow::bail!("the policy has no init handler"),
+        Err(err) => Err(anyhow::anyhow!("init failed: {err}")),
+    });
+    let requested = requests.close();
+    init?;
+    Ok((pool, requested))
+}
+
+/// Open the spool `init` defined: data and meta in one database, or two.
+fn open_spool(requested: &InitRequested) -> anyhow::Result<Option<Arc<RedbSpool>>> {
+    let path = |name: &str| {
+        requested
+            .spools
+            .iter()
+            .find(|s| s.name == name)
+            .map(|s| s.path.clone())
+    };
+    for params in &requested.spools {
+        if let Some(kind) = params
+            .kind
+            .as_deref()
+            .filter(|k| !k.eq_ignore_ascii_case("redb"))
+        {
+            info!(spool = %params.name, "spool kind {kind:?} requested; nephele always uses redb");
+        }
+    }
+    let (data, meta) = (path("data"), path("meta"));
+    let Some(data_dir) = data.clone().or_else(|| meta.clone()) else {
+        return Ok(None);
+    };
+    let spool = RedbSpool::open(&data_dir, meta.as_deref())?;
+    info!(path = %spool.data_path().display(), "spool opened");
+    Ok(Some(Arc::new(spool)))
+}
+
+async fn run(cli: Cli, set_log_filter: daemon::FilterSetter) -> anyhow::Result<()> {
+    daemon::raise_fd_limit();
+    let path = cli
+        .policy
+        .clone()
+        .context("--policy FILE.lua is required")?;
+    let (policy, requested) = load(&path)?;
+    if requested.http.is_empty() {
+        anyhow::bail!(
+            "{}: init defined no HTTP listener (call kumo.start_http_listener)",
+            path.display()
+        );
+    }
+    for params in &requested.http {
+        params.ensure_supported()?;
+    }
+    if cli.validate {
+        println!(
+            "policy OK: {} http listener(s), {} spool(s), local logs {}",
+            requested.http.len(),
+            requested.spools.len(),
+            if requested.logs.is_some() {
+                "on"
+            } else {
+                "off"
+            }
+        );
+        return Ok(());
+    }
+
+    let logs = Arc::new(match requested.logs.clone() {
+        Some(params) => LocalLogger::start(params)?,
+        None => LocalLogger::disabled(),
+    });
+    let spool = open_spool(&requested)?;
+    let (committer, queues) = match &spool {
+        Some(spool) => {
+            let committer = Arc::new(GroupCommitter::start(spool.clone() as Arc<dyn Spool>)?);
+            let queues = Arc::new(QueueManager::new(
+                policy.clone(),
+                committer.clone(),
+                logs.clone(),
+            ));
+            requeue(spool.clone(), &queues).await?;
+            (Some(committer), Some(queues))
+        }
+        None => {
+            warn!("no spool is defined (kumo.define_spool); injection is refused");
+            (None, None)
+        }
+    };
+
+    let service = Arc::new(InjectService {
+        policy: policy.clone(),
+        spool: committer.clone(),
+        queues: queues.clone(),
+        logs: logs.clone(),
+    });
+    let listeners = http_api::bind_listeners(
+        requested.http,
+        policy,
+        Arc::new(Registry::default()),
+        set_log_filter,
+        service,
+    )
+    .await?;
+    let shutdown = CancellationToken::new();
+    let connections = TaskTracker::new();
+    let accept_loops: Vec<_> = listeners
+        .into_iter()
+        .map(|listener| tokio::spawn(listener.run(shutdown.clone(), connections.clone())))
+        .collect();
+
+    daemon::wait_for_signal()
+        .await
+        .context("waiting for signals")?;
+    info!("shutting down: no new connections, finishing requests for up to {SHUTDOWN_GRACE:?}");
+    shutdown.cancel();
+    for accept_loop in accept_loops {
+        let _ = accept_loop.await;
+    }
+    connections.close();
+    if tokio::time::timeout(SHUTDOWN_GRACE, connections.wait())
+        .await
+        .is_err()
+    {
+        warn!(
+            remaining = connections.len(),
+            "requests still open after the grace period"
+        );
+    }
+    if let Some(queues) = &queues {
+        queues.shutdown(SHUTDOWN_GRACE).await;
+    }
+    if let Some(committer) = committer {
+        let closing = tokio::task::spawn_blocking(move || committer.close());
+        if tokio::time::timeout(SPOOL_IO_TIMEOUT, closing)
+            .await
+            .is_err()
+        {
+            warn!("the spool did not close in time");
+        }
+    }
+    let closing = tokio::task::spawn_blocking(move || logs.close());
+    if tokio::time::timeout(SHUTDOWN_GRACE, closing).await.is_err() {
+        warn!("the local logs did not close in time");
+    }
+    info!("stopped");
+    Ok(())
+}
+
+/// Put every message left in the spool back into its queue.
+async fn requeue(spool: Arc<RedbSpool>, queues: &Arc<QueueManager>) -> anyhow::Result<()> {
+    let loading = tokio::task::spawn_blocking(move || spool.load_all());
+    let entries = tokio::time::timeout(SPOOL_IO_TIMEOUT, loading)
+        .await
+        .context("loading the spool timed out")?
+        .context("loading the spool")??;
+    let total = entries.len();
+    for entry in entries {
+        match Message::decode(&entry.id, &entry.meta, entry.data) {
+            Ok(message) => {
+                let key = QueueKey::for_message(&message);
+                queues.insert(message, key);
+            }
+            Err(err) => error!("spool: {err}; left in place"),
+        }
+    }
+    info!(
+        messages = total,
+        "spool loaded; undelivered messages re-queued"
+    );
+    Ok(())
+}
+
+/// The text a policy error contributes to an API answer or a log record:
+/// the Lua message without traceback, `runtime error:` or `file:line:`.
+pub(crate) fn policy_error_text(err: &PolicyError) -> String {
+    match err {
+        PolicyError::Handler { message, .. } => lua_error_text(message),
+        other => other.to_string(),
+    }
+}
+
+fn lua_error_text(message: &str) -> String {
+    let cut = message.find("stack traceback:").unwrap_or(message.len());
+    let mut text = message[..cut].trim();
+    text = text.strip_prefix("runtime error: ").unwrap_or(text);
+    if let Some((head, rest)) = text.split_once(": ") {
+        let is_location = head
+            .rsplit_once(':')
+            .is_some_and(|(_, line)| !line.is_empty() && line.bytes().all(|b| b.is_ascii_digit()));
+        if is_location {
+            text = rest;
+        }
+    }
+    text.trim().to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lua_error_text_is_the_message() {
+        assert_eq!(
+            lua_error_text("runtime error: /tmp/x/policy.lua:12: only scott is allowed\nstack traceback:\n\t[C]: in ?"),
+            "only scott is allowed"
+        );
+        assert_eq!(lua_error_text("550 not you"), "550 not you");
+        assert_eq!(lua_error_text("a: b"), "a: b");
+    }
+}
