@@ -43,6 +43,46 @@ impl Resource {
         Resource { names }
     }
 
+    /// The resource of a proxy `CONNECT` through the listener bound on
+    /// `listener` to `host` (an IP address or a domain name) port `port`:
+    /// `proxy_listener/L/destination/H:P`, `proxy_listener/L/destination/H`,
+    /// `proxy_listener/*/destination/H:P`, `proxy_listener/*/destination/H`,
+    /// `proxy_listener/*/destination`, `proxy_listener`. An IPv6 host is
+    /// bracketed in `H:P` (`[::1]:25`) and bare in `H`.
+    pub fn proxy_destination(listener: SocketAddr, host: &str, port: u16) -> Self {
+        let host_port = if host.contains(':') {
+            format!("[{host}]:{port}")
+        } else {
+            format!("{host}:{port}")
+        };
+        let mut names = Vec::with_capacity(6);
+        for base in [
+            format!("proxy_listener/{listener}"),
+            "proxy_listener/*".to_owned(),
+        ] {
+            names.push(format!("{base}/destination/{host_port}"));
+            names.push(format!("{base}/destination/{host}"));
+        }
+        names.push("proxy_listener/*/destination".to_owned());
+        names.push("proxy_listener".to_owned());
+        Resource { names }
+    }
+
+    /// The resource of a proxy `BIND` to source address `source` on the
+    /// listener bound on `listener`: `proxy_listener/L/source/S`,
+    /// `proxy_listener/*/source/S`, `proxy_listener/*/source`,
+    /// `proxy_listener`.
+    pub fn proxy_source(listener: SocketAddr, source: std::net::IpAddr) -> Self {
+        Resource {
+            names: vec![
+                format!("proxy_listener/{listener}/source/{source}"),
+                format!("proxy_listener/*/source/{source}"),
+                "proxy_listener/*/source".to_owned(),
+                "proxy_listener".to_owned(),
+            ],
+        }
+    }
+
     /// Every name, most specific first.
     pub fn names(&self) -> &[String] {
         &self.names
@@ -116,6 +156,42 @@ mod tests {
         let v6: SocketAddr = "[::1]:9000".parse().unwrap();
         let resource = Resource::http_listener(v6, "/metrics");
         assert_eq!(resource.target(), "http_listener/[::1]:9000/metrics");
+    }
+
+    #[test]
+    fn proxy_resources_as_the_spec_lists() {
+        let listener: SocketAddr = "127.0.0.1:1080".parse().unwrap();
+        let connect = Resource::proxy_destination(listener, "10.0.0.5", 25);
+        assert_eq!(
+            connect.names(),
+            [
+                "proxy_listener/127.0.0.1:1080/destination/10.0.0.5:25",
+                "proxy_listener/127.0.0.1:1080/destination/10.0.0.5",
+                "proxy_listener/*/destination/10.0.0.5:25",
+                "proxy_listener/*/destination/10.0.0.5",
+                "proxy_listener/*/destination",
+                "proxy_listener",
+            ]
+        );
+        let v6 = Resource::proxy_destination(listener, "::1", 25);
+        assert_eq!(
+            v6.names()[0],
+            "proxy_listener/127.0.0.1:1080/destination/[::1]:25"
+        );
+        assert_eq!(
+            v6.names()[1],
+            "proxy_listener/127.0.0.1:1080/destination/::1"
+        );
+        let bind = Resource::proxy_source(listener, "127.0.0.2".parse().unwrap());
+        assert_eq!(
+            bind.names(),
+            [
+                "proxy_listener/127.0.0.1:1080/source/127.0.0.2",
+                "proxy_listener/*/source/127.0.0.2",
+                "proxy_listener/*/source",
+                "proxy_listener",
+            ]
+        );
     }
 
     #[test]
