@@ -87,15 +87,36 @@ pub fn init_logging(
     Ok(Logging { guard, set_filter })
 }
 
-/// Wait for SIGTERM or SIGINT.
-pub async fn wait_for_signal() -> std::io::Result<()> {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut term = signal(SignalKind::terminate())?;
-    let mut int = signal(SignalKind::interrupt())?;
-    tokio::select! {
-        _ = term.recv() => info!("received SIGTERM"),
-        _ = int.recv() => info!("received SIGINT"),
+/// SIGTERM and SIGINT handlers. Install them before announcing readiness:
+/// a signal that arrives earlier would otherwise kill the process with the
+/// default action instead of starting a clean shutdown.
+pub struct ShutdownSignals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+}
+
+impl ShutdownSignals {
+    /// Install the handlers (inside a tokio runtime).
+    pub fn install() -> std::io::Result<Self> {
+        use tokio::signal::unix::{signal, SignalKind};
+        Ok(ShutdownSignals {
+            term: signal(SignalKind::terminate())?,
+            int: signal(SignalKind::interrupt())?,
+        })
     }
+
+    /// Wait for SIGTERM or SIGINT.
+    pub async fn wait(mut self) {
+        tokio::select! {
+            _ = self.term.recv() => info!("received SIGTERM"),
+            _ = self.int.recv() => info!("received SIGINT"),
+        }
+    }
+}
+
+/// Wait for SIGTERM or SIGINT (handlers installed now).
+pub async fn wait_for_signal() -> std::io::Result<()> {
+    ShutdownSignals::install()?.wait().await;
     Ok(())
 }
 

@@ -157,6 +157,7 @@ fn open_spool(requested: &InitRequested) -> anyhow::Result<Option<Arc<RedbSpool>
 
 async fn run(cli: Cli, set_log_filter: daemon::FilterSetter) -> anyhow::Result<()> {
     daemon::raise_fd_limit();
+    let signals = daemon::ShutdownSignals::install().context("installing signal handlers")?;
     let path = cli
         .policy
         .clone()
@@ -228,9 +229,7 @@ async fn run(cli: Cli, set_log_filter: daemon::FilterSetter) -> anyhow::Result<(
         .map(|listener| tokio::spawn(listener.run(shutdown.clone(), connections.clone())))
         .collect();
 
-    daemon::wait_for_signal()
-        .await
-        .context("waiting for signals")?;
+    signals.wait().await;
     info!("shutting down: no new connections, finishing requests for up to {SHUTDOWN_GRACE:?}");
     shutdown.cancel();
     for accept_loop in accept_loops {

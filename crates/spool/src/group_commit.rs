@@ -190,6 +190,9 @@ fn writer_loop(
             let _ = ack.send(result.clone());
         }
     }
+    if let Err(err) = spool.close() {
+        error!("closing the spool: {err}");
+    }
     debug!("spool writer stopped");
 }
 

@@ -70,4 +70,9 @@ pub trait Spool: Send + Sync + 'static {
 
     /// Every stored entry, in id order. Blocking; meant for start-up.
     fn load_all(&self) -> Result<Vec<SpoolEntry>, SpoolError>;
+
+    /// Finish deferred work before the process exits. Blocking.
+    fn close(&self) -> Result<(), SpoolError> {
+        Ok(())
+    }
 }

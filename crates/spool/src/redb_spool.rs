@@ -10,7 +10,7 @@ use parking_lot::Mutex;
 use redb::{Database, ReadableTable, TableDefinition};
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
-use tracing::warn;
+use tracing::{info, warn};
 
 const DATA: TableDefinition<&str, &[u8]> = TableDefinition::new("data");
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
@@ -162,6 +162,14 @@ impl Spool for RedbSpool {
         Ok(())
     }
 
+    fn close(&self) -> Result<(), SpoolError> {
+        let deferred = std::mem::take(&mut *self.deferred_data_removals.lock());
+        if deferred.is_empty() {
+            return Ok(());
+        }
+        self.data.write(|txn| remove_ids(txn, &deferred, DATA))
+    }
+
     fn load_all(&self) -> Result<Vec<SpoolEntry>, SpoolError> {
         let meta_db = self.meta.as_ref().unwrap_or(&self.data);
         let meta_txn = meta_db.db.begin_read().map_err(|err| meta_db.error(err))?;
@@ -203,9 +211,11 @@ impl Spool for RedbSpool {
         }
         drop((meta_table, data_table, meta_txn, data_txn));
         if !orphans.is_empty() {
-            warn!(
+            // Removed messages whose data removal was still deferred when
+            // the process stopped, or a store interrupted between commits.
+            info!(
                 count = orphans.len(),
-                "spool: removing data left without meta by an interrupted write"
+                "spool: removing data records that have no meta record"
             );
             self.data.write(|txn| remove_ids(txn, &orphans, DATA))?;
         }
