@@ -142,6 +142,48 @@ fn splice(from: RawFd, to: RawFd, len: usize) -> io::Result<usize> {
     }
 }
 
+/// A pipe on loan from the pool. It goes back when dropped, including when
+/// the relay future is cancelled, unless it may still hold bytes from an
+/// aborted transfer: then it is closed.
+struct LoanedPipe<'a> {
+    pipe: Option<Pipe>,
+    pool: &'a PipePool,
+    bytes_inside: usize,
+}
+
+impl Drop for LoanedPipe<'_> {
+    fn drop(&mut self) {
+        if let (Some(pipe), 0) = (self.pipe.take(), self.bytes_inside) {
+            self.pool.give_back(pipe);
+        }
+    }
+}
+
+/// Run `op` (a read-side syscall) under `stream`'s read readiness. A short
+/// read means the socket was drained, so readiness is cleared right away
+/// (reported to tokio as `WouldBlock`) instead of costing one more syscall
+/// that would only answer EAGAIN; tokio keeps readiness that arrived
+/// meanwhile, so no wake-up is lost.
+fn read_clearing_readiness(
+    stream: &TcpStream,
+    capacity: usize,
+    op: impl FnOnce() -> io::Result<usize>,
+) -> io::Result<usize> {
+    let mut short_read = None;
+    let result = stream.try_io(Interest::READABLE, || {
+        let n = op()?;
+        if n > 0 && n < capacity {
+            short_read = Some(n);
+            return Err(io::ErrorKind::WouldBlock.into());
+        }
+        Ok(n)
+    });
+    match (result, short_read) {
+        (_, Some(n)) => Ok(n),
+        (result, None) => result,
+    }
+}
+
 /// One direction with splice: socket → pipe → socket until EOF.
 async fn splice_one_way(
     from: &TcpStream,
@@ -151,41 +193,51 @@ async fn splice_one_way(
     activity: &Activity,
 ) -> io::Result<()> {
     let pipe = pool.take()?;
+    let (pipe_read, pipe_write) = (pipe.read.as_raw_fd(), pipe.write.as_raw_fd());
+    let mut loan = LoanedPipe {
+        pipe: Some(pipe),
+        pool,
+        bytes_inside: 0,
+    };
     loop {
         let received = loop {
             from.readable().await?;
-            match from.try_io(Interest::READABLE, || {
-                splice(from.as_raw_fd(), pipe.write.as_raw_fd(), SPLICE_CHUNK)
+            match read_clearing_readiness(from, SPLICE_CHUNK, || {
+                splice(from.as_raw_fd(), pipe_write, SPLICE_CHUNK)
             }) {
                 Ok(n) => break n,
                 Err(err) if err.kind() == io::ErrorKind::WouldBlock => continue,
-                // The pipe is empty here, so it can go back even on error.
-                Err(err) => {
-                    pool.give_back(pipe);
-                    return Err(err);
-                }
+                Err(err) => return Err(err),
             }
         };
         if received == 0 {
-            pool.give_back(pipe);
             shutdown_write(to);
             return Ok(());
         }
+        loan.bytes_inside = received;
         activity.touch();
-        let mut pending = received;
-        while pending > 0 {
+        while loan.bytes_inside > 0 {
             to.writable().await?;
             match to.try_io(Interest::WRITABLE, || {
-                splice(pipe.read.as_raw_fd(), to.as_raw_fd(), pending)
+                splice(pipe_read, to.as_raw_fd(), loan.bytes_inside)
             }) {
-                Ok(n) => pending -= n,
+                Ok(n) => loan.bytes_inside -= n,
                 Err(err) if err.kind() == io::ErrorKind::WouldBlock => continue,
-                // The pipe may hold bytes: dropped, not pooled.
                 Err(err) => return Err(err),
             }
         }
         counter.inc_by(received as u64);
         activity.touch();
+    }
+}
+
+fn raw_read(stream: &TcpStream, buffer: &mut [u8]) -> io::Result<usize> {
+    // SAFETY: reading into a valid, exclusively borrowed buffer of its length.
+    let n = unsafe { libc::read(stream.as_raw_fd(), buffer.as_mut_ptr().cast(), buffer.len()) };
+    if n < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(n as usize)
     }
 }
 
@@ -276,7 +328,9 @@ async fn copy_tcp_one_way(
     loop {
         from.readable().await?;
         let mut buffer = pool.take();
-        let received = match from.try_read(&mut buffer) {
+        let capacity = buffer.len();
+        let received = match read_clearing_readiness(from, capacity, || raw_read(from, &mut buffer))
+        {
             Ok(n) => n,
             Err(err) if err.kind() == io::ErrorKind::WouldBlock => {
                 pool.give_back(buffer);
