@@ -172,6 +172,9 @@ fn call_proxy_init(lua: &mlua::Lua) -> anyhow::Result<()> {
 }
 
 async fn run(cli: Cli, set_log_filter: http_listener::LogFilterSetter) -> anyhow::Result<()> {
+    // Handlers exist before any listener logs that it is ready, so a signal
+    // sent right after that line is a clean shutdown, not a kill.
+    let signals = ShutdownSignals::install().context("installing signal handlers")?;
     raise_fd_limit();
     let plan = plan(&cli)?;
     if cli.validate {
@@ -212,7 +215,7 @@ async fn run(cli: Cli, set_log_filter: http_listener::LogFilterSetter) -> anyhow
             listener.run(shutdown.clone(), sessions.clone()),
         ));
     }
-    wait_for_signal().await.context("waiting for signals")?;
+    signals.wait().await;
     info!("shutting down: no new connections, draining sessions for up to {SHUTDOWN_GRACE:?}");
     shutdown.cancel();
     for accept_loop in accept_loops {
@@ -232,15 +235,27 @@ async fn run(cli: Cli, set_log_filter: http_listener::LogFilterSetter) -> anyhow
     Ok(())
 }
 
-async fn wait_for_signal() -> std::io::Result<()> {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut term = signal(SignalKind::terminate())?;
-    let mut int = signal(SignalKind::interrupt())?;
-    tokio::select! {
-        _ = term.recv() => info!("received SIGTERM"),
-        _ = int.recv() => info!("received SIGINT"),
+/// SIGTERM and SIGINT, caught from the moment they are installed.
+struct ShutdownSignals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+}
+
+impl ShutdownSignals {
+    fn install() -> std::io::Result<Self> {
+        use tokio::signal::unix::{signal, SignalKind};
+        Ok(ShutdownSignals {
+            term: signal(SignalKind::terminate())?,
+            int: signal(SignalKind::interrupt())?,
+        })
     }
-    Ok(())
+
+    async fn wait(mut self) {
+        tokio::select! {
+            _ = self.term.recv() => info!("received SIGTERM"),
+            _ = self.int.recv() => info!("received SIGINT"),
+        }
+    }
 }
 
 /// Raise the soft open-files limit to the hard limit: every tunnel holds
