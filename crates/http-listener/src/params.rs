@@ -178,16 +178,25 @@ impl HttpListenerParams {
         Ok(())
     }
 
-    /// Refuse what this build cannot serve yet: HTTPS (`use_tls`). The TLS
-    /// keys are accepted so policies written for it parse.
-    pub fn ensure_supported(&self) -> anyhow::Result<()> {
-        if self.use_tls {
-            anyhow::bail!(
-                "http listener {}: use_tls is not supported yet",
-                self.listen
-            );
+    /// The TLS acceptor when `use_tls`: the given certificate and key, or
+    /// a self-signed certificate for `hostname`. Errors name the files.
+    pub fn tls_acceptor(&self) -> anyhow::Result<Option<tls::TlsAcceptor>> {
+        if !self.use_tls {
+            if self.tls_certificate.is_some() || self.tls_private_key.is_some() {
+                anyhow::bail!(
+                    "http listener {}: tls_certificate/tls_private_key are set but use_tls is false",
+                    self.listen
+                );
+            }
+            return Ok(None);
         }
-        Ok(())
+        tls::acceptor(
+            &self.hostname,
+            self.tls_certificate.as_ref(),
+            self.tls_private_key.as_ref(),
+        )
+        .map(Some)
+        .map_err(|err| err.context(format!("http listener {}", self.listen)))
     }
 }
 

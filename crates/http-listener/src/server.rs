@@ -85,6 +85,7 @@ pub struct HttpListener {
     router: Router,
     slots: Arc<Semaphore>,
     max_connections: usize,
+    tls: Option<tls::TlsAcceptor>,
 }
 
 impl HttpListener {
@@ -97,12 +98,12 @@ impl HttpListener {
         extra_routes: Router,
     ) -> anyhow::Result<Self> {
         params.validate()?;
-        params.ensure_supported()?;
+        let tls = params.tls_acceptor()?;
         let listener = TcpListener::bind(params.listen)
             .await
             .with_context(|| format!("binding http listener {}", params.listen))?;
         let local_addr = listener.local_addr()?;
-        info!("http listener on {local_addr}");
+        info!(tls = tls.is_some(), "http listener on {local_addr}");
         let max_connections = params.max_connections;
         let state = Arc::new(ListenerState::new(params, services, local_addr));
         Ok(HttpListener {
@@ -111,6 +112,7 @@ impl HttpListener {
             router: build_router(state, extra_routes),
             slots: Arc::new(Semaphore::new(max_connections)),
             max_connections,
+            tls,
         })
     }
 
@@ -152,9 +154,25 @@ impl HttpListener {
             };
             let router = self.router.clone();
             let shutdown = shutdown.clone();
+            let tls = self.tls.clone();
             connections.spawn(
                 async move {
-                    serve_connection(stream, info, router, shutdown).await;
+                    match tls {
+                        None => serve_connection(stream, info, router, shutdown).await,
+                        Some(acceptor) => {
+                            // Bounded like the headers: a client that opens
+                            // and stalls must not hold a connection slot.
+                            match tokio::time::timeout(HEADER_READ_TIMEOUT, acceptor.accept(stream))
+                                .await
+                            {
+                                Ok(Ok(stream)) => {
+                                    serve_connection(stream, info, router, shutdown).await
+                                }
+                                Ok(Err(err)) => debug!(error = %err, "TLS handshake failed"),
+                                Err(_) => debug!("TLS handshake timed out"),
+                            }
+                        }
+                    }
                     drop(slot);
                 }
                 .instrument(tracing::info_span!("http", peer = %peer)),
@@ -164,12 +182,14 @@ impl HttpListener {
     }
 }
 
-async fn serve_connection(
-    stream: tokio::net::TcpStream,
+async fn serve_connection<S>(
+    stream: S,
     info: ConnectionInfo,
     router: Router,
     shutdown: CancellationToken,
-) {
+) where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
     let service = hyper::service::service_fn(move |mut request: hyper::Request<Incoming>| {
         request.extensions_mut().insert(info);
         router.clone().oneshot(request)

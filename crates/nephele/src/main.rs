@@ -170,7 +170,7 @@ async fn run(cli: Cli, set_log_filter: daemon::FilterSetter) -> anyhow::Result<(
         );
     }
     for params in &requested.http {
-        params.ensure_supported()?;
+        params.tls_acceptor()?;
     }
     if cli.validate {
         println!(
@@ -249,6 +249,7 @@ async fn run(cli: Cli, set_log_filter: daemon::FilterSetter) -> anyhow::Result<(
         queues.shutdown(SHUTDOWN_GRACE).await;
     }
     if let Some(committer) = committer {
+        log_commit_stats(committer.stats());
         let closing = tokio::task::spawn_blocking(move || committer.close());
         if tokio::time::timeout(SPOOL_IO_TIMEOUT, closing)
             .await
@@ -263,6 +264,22 @@ async fn run(cli: Cli, set_log_filter: daemon::FilterSetter) -> anyhow::Result<(
     }
     info!("stopped");
     Ok(())
+}
+
+/// How well group commit batched this run (also read by `bench/inject.sh`).
+fn log_commit_stats(stats: &spool::CommitStats) {
+    use std::sync::atomic::Ordering::Relaxed;
+    let commits = stats.commits.load(Relaxed);
+    let requests = stats.requests.load(Relaxed);
+    info!(
+        commits,
+        stored = stats.stored.load(Relaxed),
+        removed = stats.removed.load(Relaxed),
+        store_requests = requests,
+        max_store_requests_per_commit = stats.max_requests_per_commit.load(Relaxed),
+        "spool commit stats: {:.1} store requests per commit",
+        requests as f64 / commits.max(1) as f64
+    );
 }
 
 /// Put every message left in the spool back into its queue.

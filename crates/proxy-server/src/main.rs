@@ -182,7 +182,7 @@ async fn run(cli: Cli, set_log_filter: http_listener::LogFilterSetter) -> anyhow
             params.tls_acceptor()?;
         }
         for params in &plan.http_listeners {
-            params.ensure_supported()?;
+            params.tls_acceptor()?;
         }
         println!("policy OK: {} listener(s) defined", plan.listeners.len());
         return Ok(());
