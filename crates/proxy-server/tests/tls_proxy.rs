@@ -66,6 +66,14 @@ fn tls_policy(extra: &str) -> String {
     ))
 }
 
+/// [`tls_policy`] plus an HTTP listener, so a test can read `/metrics`.
+fn tls_policy_with_metrics(extra: &str) -> String {
+    tls_policy(extra).replace(
+        "kumo.on('proxy_init', function()",
+        "kumo.on('proxy_init', function()\n  proxy.start_http_listener { listen = '127.0.0.1:0' }",
+    )
+}
+
 #[test]
 fn socks_over_tls_with_login_relays_bytes_intact() {
     let echo = spawn_echo_server("127.0.0.1:0");
@@ -108,7 +116,7 @@ fn wrong_password_over_tls_is_refused() {
 /// staller, and both are logged as handshake failures.
 #[test]
 fn non_tls_and_stalled_clients_are_dropped() {
-    let proxy = RunningProxy::start(&tls_policy(", timeout = '1 second'"));
+    let proxy = RunningProxy::start(&tls_policy_with_metrics(", timeout = '1 second'"));
     let started = Instant::now();
     let mut stalled = connect(proxy.addr);
     send(&mut stalled, &[0x16, 0x03, 0x01]);
@@ -129,6 +137,10 @@ fn non_tls_and_stalled_clients_are_dropped() {
     );
     wait_for_log(&proxy, "TLS handshake timed out");
     wait_for_log(&proxy, "TLS handshake failed");
+    assert_eq!(
+        proxy.listener_metric("proxy_tls_handshake_failures_total"),
+        2
+    );
 }
 
 fn wait_for_log(proxy: &RunningProxy, needle: &str) {
