@@ -186,3 +186,25 @@ pub fn basic_header(text: &str) -> String {
     }
     format!("Authorization: Basic {out}")
 }
+
+impl RunningProxy {
+    /// The value of the proxy-listener counter or gauge `name` (e.g.
+    /// `proxy_connections_rejected_total`) for the first SOCKS listener,
+    /// read from `GET /metrics` of the first HTTP listener (0 if absent).
+    pub fn listener_metric(&self, name: &str) -> u64 {
+        let reply = curl(self.http_addr(), "/metrics", &[]);
+        assert_eq!(reply.status, 200, "GET /metrics: {reply:?}");
+        let prefix = format!("{name}{{listener=\"{}\"}} ", self.addr);
+        reply
+            .body
+            .lines()
+            .find_map(|line| line.strip_prefix(&prefix))
+            .map_or(0, |value| {
+                value
+                    .trim()
+                    .parse::<f64>()
+                    .unwrap_or_else(|err| panic!("metric {name} value {value:?}: {err}"))
+                    as u64
+            })
+    }
+}

@@ -103,3 +103,19 @@ pub fn recorded_calls(dir: &std::path::Path) -> Vec<RecordedCall> {
         })
         .collect()
 }
+
+/// `text` (a policy from [`policy`] or [`seed_policy`]) with an HTTP
+/// listener on `127.0.0.1:0` started after the proxy listener. Its default
+/// `trusted_hosts` include 127.0.0.1, so `/metrics` is open to the tests.
+pub fn with_http_listener(text: &str) -> String {
+    const END_OF_INIT: &str = "\nend)\n";
+    assert!(
+        text.contains(END_OF_INIT),
+        "not a policy from policy(): {text}"
+    );
+    text.replacen(
+        END_OF_INIT,
+        "\n  proxy.start_http_listener { listen = '127.0.0.1:0' }\nend)\n",
+        1,
+    )
+}

@@ -393,3 +393,118 @@ impl RunningProxy {
         self.spawned.finish(status)
     }
 }
+
+/// Start the proxy as `WRAPPER... proxy-server ARGS`, e.g. under
+/// `prlimit --nofile=64:64 --`; the wrapper must exec the proxy (same pid).
+impl ProxyCommand {
+    /// Like [`ProxyCommand::start`], with the proxy run through `wrapper`.
+    pub fn start_wrapped(self, wrapper: &[&str]) -> RunningProxy {
+        let (program, wrapper_args) = wrapper.split_first().expect("a wrapper program");
+        let mut command = Command::new(program);
+        command
+            .args(wrapper_args)
+            .arg(PROXY_BIN)
+            .args(&self.args)
+            .env_remove("KUMO_PROXY_LOG")
+            .env("NO_COLOR", "1")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        for (key, value) in &self.envs {
+            command.env(key, value);
+        }
+        let mut child = command
+            .spawn()
+            .unwrap_or_else(|err| panic!("spawn {wrapper:?} {PROXY_BIN} {:?}: {err}", self.args));
+        let (events_tx, events) = mpsc::channel();
+        let (stderr, stdout) = (Log::default(), Log::default());
+        let readers = vec![
+            spawn_reader(
+                child.stderr.take().unwrap(),
+                stderr.clone(),
+                events_tx.clone(),
+                true,
+            ),
+            spawn_reader(
+                child.stdout.take().unwrap(),
+                stdout.clone(),
+                events_tx,
+                false,
+            ),
+        ];
+        let mut spawned = Spawned {
+            guard: ChildGuard(Some(child)),
+            dir: self.dir,
+            args: self.args,
+            stderr,
+            stdout,
+            events,
+            readers,
+        };
+        let mut readers_done = 0;
+        let addr = loop {
+            match spawned.events.recv_timeout(START_TIMEOUT) {
+                Ok(ReaderEvent::Listener(addr)) => break addr,
+                Ok(ReaderEvent::Eof) if readers_done == 0 => readers_done += 1,
+                other => {
+                    let status = spawned.guard.wait(Duration::from_secs(1));
+                    panic!(
+                        "proxy {wrapper:?} {:?} did not log '{LISTENER_MARKER}ADDR' within \
+                         {START_TIMEOUT:?} (ended: {}, exit: {status:?})\n{}",
+                        spawned.args,
+                        other.is_ok(),
+                        spawned.output_dump()
+                    );
+                }
+            }
+        };
+        RunningProxy {
+            addr,
+            listeners: vec![addr],
+            spawned,
+        }
+    }
+}
+
+impl RunningProxy {
+    /// The process id of the proxy.
+    pub fn pid(&self) -> u32 {
+        self.spawned.guard.pid()
+    }
+}
+
+/// Raise this test process's `RLIMIT_NOFILE` soft limit to its hard limit
+/// (children such as the proxy inherit it) and return the new limit; fails
+/// the test with a clear message if the hard limit is below `needed`.
+pub fn raise_nofile_limit(needed: u64) -> u64 {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit on a valid, initialised rlimit struct.
+    unsafe {
+        assert_eq!(
+            libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit),
+            0,
+            "getrlimit(RLIMIT_NOFILE): {}",
+            std::io::Error::last_os_error()
+        );
+        let hard = limit.rlim_max;
+        assert!(
+            hard >= needed,
+            "this test needs RLIMIT_NOFILE of at least {needed} open files, but the hard limit \
+             is {hard}; raise it (e.g. `ulimit -Hn {needed}` as root, or LimitNOFILE= in the \
+             service/container settings) and rerun"
+        );
+        if limit.rlim_cur < hard {
+            limit.rlim_cur = hard;
+            assert_eq!(
+                libc::setrlimit(libc::RLIMIT_NOFILE, &limit),
+                0,
+                "setrlimit(RLIMIT_NOFILE, {hard}): {}",
+                std::io::Error::last_os_error()
+            );
+        }
+        limit.rlim_cur
+    }
+}

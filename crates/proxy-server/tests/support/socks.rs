@@ -244,3 +244,26 @@ pub fn assert_echo_round_trip(stream: &mut TcpStream, payload: &[u8]) {
     let got = read_n(stream, payload.len(), "echo round trip");
     assert_eq!(got, payload, "echo round trip");
 }
+
+/// Like [`connect`], from the local address `source` (e.g. `127.0.0.2`, so
+/// the proxy sees another client IP on loopback).
+pub fn connect_from(proxy: SocketAddr, source: std::net::IpAddr) -> TcpStream {
+    assert!(source.is_loopback(), "test clients stay on loopback");
+    let socket = socket2::Socket::new(
+        socket2::Domain::for_address(proxy),
+        socket2::Type::STREAM,
+        Some(socket2::Protocol::TCP),
+    )
+    .expect("client socket");
+    socket
+        .bind(&SocketAddr::new(source, 0).into())
+        .unwrap_or_else(|err| panic!("bind client socket to {source}: {err}"));
+    socket
+        .connect_timeout(&proxy.into(), IO_TIMEOUT)
+        .unwrap_or_else(|err| panic!("connect to proxy {proxy} from {source}: {err}"));
+    let stream: TcpStream = socket.into();
+    stream.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+    stream.set_write_timeout(Some(IO_TIMEOUT)).unwrap();
+    stream.set_nodelay(true).unwrap();
+    stream
+}
