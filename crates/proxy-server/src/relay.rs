@@ -188,16 +188,13 @@ fn read_clearing_readiness(
 async fn splice_one_way(
     from: &TcpStream,
     to: &TcpStream,
-    pool: &PipePool,
+    mut loan: LoanedPipe<'_>,
     counter: &Counter,
     activity: &Activity,
 ) -> io::Result<()> {
-    let pipe = pool.take()?;
-    let (pipe_read, pipe_write) = (pipe.read.as_raw_fd(), pipe.write.as_raw_fd());
-    let mut loan = LoanedPipe {
-        pipe: Some(pipe),
-        pool,
-        bytes_inside: 0,
+    let (pipe_read, pipe_write) = match &loan.pipe {
+        Some(pipe) => (pipe.read.as_raw_fd(), pipe.write.as_raw_fd()),
+        None => return Err(io::Error::other("splice relay started without a pipe")),
     };
     loop {
         let received = loop {
@@ -272,19 +269,39 @@ where
     }
 }
 
-/// Relay two TCP streams with splice(2).
+impl PipePool {
+    fn loan(&self) -> io::Result<LoanedPipe<'_>> {
+        Ok(LoanedPipe {
+            pipe: Some(self.take()?),
+            pool: self,
+            bytes_inside: 0,
+        })
+    }
+}
+
+/// Relay two TCP streams with splice(2). When no pipe can be had (the
+/// process is out of descriptors) the tunnel is relayed with user-space
+/// copies instead of being dropped after its success reply.
 pub async fn relay_splice(
     client: &TcpStream,
     dest: &TcpStream,
-    pool: &PipePool,
+    pipes: &PipePool,
+    buffers: &BufferPool,
     counters: &RelayCounters,
     idle_timeout: Duration,
 ) -> io::Result<RelayOutcome> {
+    let (up, down) = match (pipes.loan(), pipes.loan()) {
+        (Ok(up), Ok(down)) => (up, down),
+        (Err(err), _) | (_, Err(err)) => {
+            tracing::debug!(error = %err, "no pipe for splice; relaying with copies");
+            return relay_tcp_copy(client, dest, buffers, counters, idle_timeout).await;
+        }
+    };
     let activity = Activity::new();
     let both = async {
         tokio::try_join!(
-            splice_one_way(client, dest, pool, &counters.client_to_dest, &activity),
-            splice_one_way(dest, client, pool, &counters.dest_to_client, &activity),
+            splice_one_way(client, dest, up, &counters.client_to_dest, &activity),
+            splice_one_way(dest, client, down, &counters.dest_to_client, &activity),
         )
     };
     tokio::select! {

@@ -287,6 +287,7 @@ pub async fn serve_client(
                 &client,
                 &connected.dest,
                 &ctx.pipes,
+                &ctx.buffers,
                 &counters,
                 ctx.params.idle_timeout,
             )
