@@ -54,12 +54,14 @@ struct AclMapFile {
 }
 
 /// One `[[acl."name"]]` entry: one rule per privilege listed.
-#[derive(Deserialize)]
+#[derive(Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 struct AclMapRule {
     allow: bool,
     privileges: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     identity: Option<IdentityCriterion>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     criteria: Option<AclCriteria>,
 }
 
@@ -108,6 +110,49 @@ impl AclMap {
             acls.insert(resource, AccessControlList::new(rules));
         }
         Ok(AclMap { acls })
+    }
+
+    /// The map in the ACL map file format, resource names sorted, one entry
+    /// per rule; [`AclMap::from_toml`] reads it back to an equal map.
+    pub fn to_toml(&self) -> Result<String, toml::ser::Error> {
+        #[derive(Serialize)]
+        struct Out<'a> {
+            acl: std::collections::BTreeMap<&'a str, Vec<AclMapRule>>,
+        }
+        let acl = self
+            .acls
+            .iter()
+            .map(|(name, acl)| {
+                let rules = acl
+                    .rules()
+                    .iter()
+                    .map(|rule| {
+                        let (identity, criteria) = match &rule.criteria {
+                            AclCriteria::Identity(identity) => (Some(identity.clone()), None),
+                            other => (None, Some(other.clone())),
+                        };
+                        AclMapRule {
+                            allow: rule.access == Access::Allow,
+                            privileges: vec![rule.privilege.clone()],
+                            identity,
+                            criteria,
+                        }
+                    })
+                    .collect();
+                (name.as_str(), rules)
+            })
+            .collect();
+        toml::to_string(&Out { acl })
+    }
+
+    /// Resource names that have an ACL.
+    pub fn len(&self) -> usize {
+        self.acls.len()
+    }
+
+    /// Whether no resource name has an ACL.
+    pub fn is_empty(&self) -> bool {
+        self.acls.is_empty()
     }
 
     /// The compiled-in map (`default_acl.toml`).
@@ -353,6 +398,40 @@ mod tests {
             &peer("10.1.1.1", false, None),
             "POST"
         ));
+    }
+
+    #[test]
+    fn spec_examples_round_trip_through_toml() {
+        let spec = r#"
+            [[acl."http_listener/*/api/inject"]]
+            allow = true
+            privileges = ["POST"]
+            identity.Group = "kumomta:http-listener-trusted-ip"
+
+            [[acl."http_listener/*/api/inject"]]
+            allow = true
+            privileges = ["POST"]
+            criteria.AllOf = [ {Identity = {Authenticated = {}}}, {Machine = "10.0.0.0/8"} ]
+
+            [[acl."proxy_listener/*/destination"]]
+            allow = false
+            privileges = ["connect"]
+            criteria.AnyOf = [ {Not = {Identity = {Any = {}}}}, {Identity = {Individual = "x"}},
+                               {Identity = {Unauthenticated = {}}} ]
+        "#;
+        for text in [spec, DEFAULT_ACL_MAP_TOML] {
+            let map = AclMap::from_toml(text).unwrap();
+            let written = map.to_toml().unwrap();
+            let again =
+                AclMap::from_toml(&written).unwrap_or_else(|err| panic!("{written}: {err}"));
+            assert_eq!(again, map, "{written}");
+        }
+        let map = AclMap::from_toml(spec).unwrap();
+        assert_eq!(map.len(), 2);
+        assert_eq!(
+            map.get("http_listener/*/api/inject").unwrap().rules().len(),
+            2
+        );
     }
 
     #[test]

@@ -25,7 +25,7 @@ pub struct Identity {
 /// What is known about a peer: its address, the identities it proved and
 /// the groups they belong to. It is *authenticated* when it holds at least
 /// one identity.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AuthInfo {
     #[serde(default, skip_serializing_if = "Option::is_none")]
