@@ -1,0 +1,63 @@
+#!/usr/bin/env bash
+# Measure nephele's injection rate: a 1-recipient, 2 KB message POSTed to
+# /api/inject/v1 by wrk with 16 connections (CONNECTIONS), for DURATION
+# seconds, against a release build. Every acknowledged message is committed
+# to the redb spool first (data and meta in two files), then delivered to a
+# Maildir. Everything lives in a temporary directory on loopback and is
+# removed at the end.
+#
+#   bench/inject.sh                 # 16 connections, 10 s
+#   CONNECTIONS=32 DURATION=20 bench/inject.sh
+set -euo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+CONNECTIONS=${CONNECTIONS:-16}
+DURATION=${DURATION:-10}
+THREADS=${THREADS:-2}
+
+command -v wrk >/dev/null || { echo "bench/inject.sh: wrk is required (apt-get install wrk)" >&2; exit 1; }
+cargo build --release -q -p nephele
+
+work=$(mktemp -d)
+pid=
+cleanup() {
+    if [[ -n $pid ]] && kill -0 "$pid" 2>/dev/null; then
+        kill -TERM "$pid" 2>/dev/null || true
+        wait "$pid" 2>/dev/null || true
+    fi
+    rm -rf "$work"
+}
+trap cleanup EXIT
+
+cat >"$work/policy.lua" <<LUA
+local kumo = require 'kumo'
+kumo.on('init', function()
+  kumo.define_spool { name = 'data', path = '$work/spool/data' }
+  kumo.define_spool { name = 'meta', path = '$work/spool/meta' }
+  kumo.configure_local_logs { log_dir = '$work/logs' }
+  kumo.start_http_listener { listen = '127.0.0.1:0' }
+end)
+kumo.on('get_queue_config', function()
+  return kumo.make_queue_config { protocol = { maildir_path = '$work/maildir' } }
+end)
+LUA
+
+NEPHELE_LOG=info ./target/release/nephele --policy "$work/policy.lua" 2>"$work/nephele.log" &
+pid=$!
+addr=
+for _ in $(seq 600); do
+    addr=$(sed -n 's/.*http listener on \([0-9.:]*\).*/\1/p' "$work/nephele.log" | head -n1)
+    [[ -n $addr ]] && break
+    kill -0 "$pid" 2>/dev/null || { cat "$work/nephele.log" >&2; exit 1; }
+    sleep 0.1
+done
+[[ -n $addr ]] || { echo "nephele did not start" >&2; cat "$work/nephele.log" >&2; exit 1; }
+
+echo "nephele on $addr; wrk -t$THREADS -c$CONNECTIONS -d${DURATION}s; load before: $(cut -d' ' -f1-3 /proc/loadavg)"
+wrk -t"$THREADS" -c"$CONNECTIONS" -d"${DURATION}s" --latency -s bench/inject.lua "http://$addr/api/inject/v1"
+
+kill -TERM "$pid"
+wait "$pid" || true
+pid=
+grep -o 'spool commit stats.*' "$work/nephele.log" || true
+echo "delivered to the Maildir: $(find "$work/maildir/new" -type f 2>/dev/null | wc -l)"
