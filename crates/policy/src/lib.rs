@@ -5,8 +5,12 @@
 //! (`proxy`, ...), keeps a pool of loaded states so concurrent callers never
 //! wait on one state, and bumps a config epoch to reload the policy. It also
 //! owns the small value types that Lua parameter tables share: durations and
-//! keysources. It knows nothing of sockets or protocols.
+//! keysources, and the `kumo.aaa` module with the process's access-control
+//! state ([`AaaContext`]: ACL sources, caches, accounting log). It knows
+//! nothing of sockets or protocols.
 
+mod aaa_context;
+mod aaa_lua;
 mod auth_result;
 mod duration;
 mod events;
@@ -15,6 +19,10 @@ mod kumo_module;
 mod loader;
 mod pool;
 
+pub use aaa_context::{
+    AaaContext, AAA_CACHE_MAX_ENTRIES, ACCESS_DECISION_TTL, ACL_DEFINITION_TTL, GET_ACL_DEFINITION,
+};
+pub use aaa_lua::{aaa_registrar, AclDefinition, AclMapObject, AclObject, ResourceObject};
 pub use auth_result::LuaAuthResult;
 pub use duration::{deserialize_duration, deserialize_optional_duration, parse_duration};
 pub use events::{Bytes, EventDecl, SerdeArg};

@@ -1,0 +1,302 @@
+//! The process's access-control state shared by `kumo.aaa` and the servers:
+//! where ACLs come from (the policy's `get_acl_definition` event, with
+//! fall-back to a map), short-lived caches of definitions and decisions,
+//! and the accounting log. One [`AaaContext`] per process, handed to the
+//! `kumo.aaa` registrar and found again by the servers through
+//! [`AaaContext::of`].
+
+use crate::aaa_lua::AclDefinition;
+use crate::{EventDecl, PolicyPool};
+use aaa::{
+    query_resource_access, AccessControlList, AccessDecision, AccountingConfig, AccountingLog,
+    AclMap, AuthInfo, Identity, Resource,
+};
+use parking_lot::{Mutex, RwLock};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tracing::error;
+
+/// `get_acl_definition(resource_name)` → an ACL, or nil to fall back.
+pub const GET_ACL_DEFINITION: EventDecl<String, AclDefinition> =
+    EventDecl::new("get_acl_definition");
+
+/// How long the policy's answer for one resource name is reused.
+pub const ACL_DEFINITION_TTL: Duration = Duration::from_secs(30);
+/// How long an authorization decision is reused for the same peer,
+/// resource and privilege.
+pub const ACCESS_DECISION_TTL: Duration = Duration::from_secs(10);
+/// Entries each cache holds at most; past it expired entries are dropped
+/// and, if that is not enough, the whole cache.
+pub const AAA_CACHE_MAX_ENTRIES: usize = 16_384;
+
+struct Cached<T> {
+    value: T,
+    epoch: u64,
+    expires: Instant,
+}
+
+#[derive(PartialEq, Eq, Hash)]
+struct DecisionKey {
+    target: String,
+    privilege: String,
+    auth: AuthInfo,
+}
+
+/// The access-control state of one process (see the module docs). All of
+/// it lives in fields, so tests build fresh ones.
+pub struct AaaContext {
+    fall_back_to_acl_map: AtomicBool,
+    /// How long a `get_acl_definition` answer is reused.
+    pub definition_ttl: Duration,
+    /// How long a decision is reused.
+    pub decision_ttl: Duration,
+    /// `None` in a name's entry: the policy returned nil (or has no
+    /// handler), so the fall-back map decides.
+    definitions: Mutex<HashMap<String, Cached<Option<Arc<AccessControlList>>>>>,
+    decisions: Mutex<HashMap<DecisionKey, Cached<AccessDecision>>>,
+    accounting: RwLock<Option<Arc<AccountingLog>>>,
+}
+
+impl Default for AaaContext {
+    fn default() -> Self {
+        AaaContext {
+            fall_back_to_acl_map: AtomicBool::new(true),
+            definition_ttl: ACL_DEFINITION_TTL,
+            decision_ttl: ACCESS_DECISION_TTL,
+            definitions: Mutex::new(HashMap::new()),
+            decisions: Mutex::new(HashMap::new()),
+            accounting: RwLock::new(None),
+        }
+    }
+}
+
+impl AaaContext {
+    /// A fresh context: fall-back on, default TTLs, no accounting log.
+    pub fn new() -> Arc<Self> {
+        Arc::new(AaaContext::default())
+    }
+
+    /// The context `kumo.aaa` was installed with in `policy`'s states, if
+    /// any (see [`crate::aaa_registrar`]).
+    pub fn of(policy: &PolicyPool) -> Option<Arc<AaaContext>> {
+        policy
+            .with_state(|lua| Ok(lua.app_data_ref::<Arc<AaaContext>>().map(|ctx| ctx.clone())))
+            .ok()
+            .flatten()
+    }
+
+    /// Whether a nil from `get_acl_definition` falls back to the map.
+    pub fn fall_back_to_acl_map(&self) -> bool {
+        self.fall_back_to_acl_map.load(Ordering::Relaxed)
+    }
+
+    /// `kumo.aaa.set_fall_back_to_acl_map(bool)`.
+    pub fn set_fall_back_to_acl_map(&self, enabled: bool) {
+        if self.fall_back_to_acl_map.swap(enabled, Ordering::Relaxed) != enabled {
+            self.definitions.lock().clear();
+            self.decisions.lock().clear();
+        }
+    }
+
+    /// Start the accounting log, or keep the running one when `config` is
+    /// the same (every pooled Lua state runs the policy's top level).
+    pub fn configure_accounting(&self, config: AccountingConfig) -> std::io::Result<()> {
+        let mut current = self.accounting.write();
+        if current.as_ref().is_some_and(|log| *log.config() == config) {
+            return Ok(());
+        }
+        let log = AccountingLog::start(config)?;
+        if let Some(old) = current.replace(Arc::new(log)) {
+            old.close();
+        }
+        Ok(())
+    }
+
+    /// The accounting log, when configured.
+    pub fn accounting(&self) -> Option<Arc<AccountingLog>> {
+        self.accounting.read().clone()
+    }
+
+    /// Finish the accounting log's open segment (at shutdown).
+    pub fn close_accounting(&self) {
+        if let Some(log) = self.accounting.write().take() {
+            log.close();
+        }
+    }
+
+    /// Record a login attempt in the accounting log, if configured.
+    pub fn log_authentication(&self, attempted: &Identity, success: bool, auth_info: &AuthInfo) {
+        if let Some(log) = self.accounting.read().as_ref() {
+            log.log_authentication(attempted, success, auth_info);
+        }
+    }
+
+    /// Decide a request for `privilege` on `resource` by `auth`: ACLs from
+    /// `get_acl_definition`, else (when fall-back is on) from `fallback`;
+    /// first match from most to least specific name; deny by default. A
+    /// policy error denies (fail closed). Decisions are cached for
+    /// [`AaaContext::decision_ttl`] and every one is accounted.
+    pub async fn authorize(
+        &self,
+        policy: &PolicyPool,
+        fallback: &AclMap,
+        resource: &Resource,
+        auth: &AuthInfo,
+        privilege: &str,
+    ) -> AccessDecision {
+        let epoch = policy.epoch();
+        let now = Instant::now();
+        let key = DecisionKey {
+            target: resource.target().to_owned(),
+            privilege: privilege.to_owned(),
+            auth: auth.clone(),
+        };
+        let cached = self
+            .decisions
+            .lock()
+            .get(&key)
+            .filter(|entry| entry.epoch == epoch && entry.expires > now)
+            .map(|entry| entry.value.clone());
+        let decision = match cached {
+            Some(decision) => decision,
+            None => match self.resolve(policy, epoch, resource).await {
+                Ok(definitions) => {
+                    let decision = self.decide(fallback, &definitions, resource, auth, privilege);
+                    remember(
+                        &self.decisions,
+                        key,
+                        decision.clone(),
+                        epoch,
+                        now + self.decision_ttl,
+                    );
+                    decision
+                }
+                Err(message) => {
+                    error!(resource = %resource.target(), error = %message, "get_acl_definition failed; denying");
+                    denied_by_default(resource, privilege)
+                }
+            },
+        };
+        if let Some(log) = self.accounting.read().as_ref() {
+            log.log_authorization(&decision, auth);
+        }
+        decision
+    }
+
+    /// The policy's answer for every name of `resource`, cached.
+    async fn resolve(
+        &self,
+        policy: &PolicyPool,
+        epoch: u64,
+        resource: &Resource,
+    ) -> Result<Vec<Option<Arc<AccessControlList>>>, String> {
+        let now = Instant::now();
+        let mut answers: Vec<Option<Option<Arc<AccessControlList>>>> = {
+            let definitions = self.definitions.lock();
+            resource
+                .names()
+                .iter()
+                .map(|name| {
+                    definitions
+                        .get(name)
+                        .filter(|entry| entry.epoch == epoch && entry.expires > now)
+                        .map(|entry| entry.value.clone())
+                })
+                .collect()
+        };
+        for (name, answer) in resource.names().iter().zip(answers.iter_mut()) {
+            if answer.is_some() {
+                continue;
+            }
+            let acl = match policy.call(&GET_ACL_DEFINITION, name.clone()).await {
+                Ok(Some(AclDefinition(acl))) => acl,
+                Ok(None) => None,
+                Err(err) => return Err(err.to_string()),
+            };
+            remember(
+                &self.definitions,
+                name.clone(),
+                acl.clone(),
+                epoch,
+                now + self.definition_ttl,
+            );
+            *answer = Some(acl);
+        }
+        Ok(answers.into_iter().map(Option::flatten).collect())
+    }
+
+    /// First-match evaluation over the policy's answers (`definitions[i]`
+    /// for `resource.names()[i]`) with fall-back to `fallback`.
+    pub(crate) fn decide(
+        &self,
+        fallback: &AclMap,
+        definitions: &[Option<Arc<AccessControlList>>],
+        resource: &Resource,
+        auth: &AuthInfo,
+        privilege: &str,
+    ) -> AccessDecision {
+        let fall_back = self.fall_back_to_acl_map();
+        let lookup = |name: &str| -> Option<AclRef<'_>> {
+            let index = resource.names().iter().position(|n| n == name)?;
+            match &definitions[index] {
+                Some(acl) => Some(AclRef::Policy(acl.clone())),
+                None if fall_back => fallback.get(name).map(AclRef::Map),
+                None => None,
+            }
+        };
+        query_resource_access(resource, auth, privilege, lookup)
+    }
+}
+
+/// An ACL from the policy or borrowed from the fall-back map.
+enum AclRef<'a> {
+    Policy(Arc<AccessControlList>),
+    Map(&'a AccessControlList),
+}
+
+impl AsRef<AccessControlList> for AclRef<'_> {
+    fn as_ref(&self) -> &AccessControlList {
+        match self {
+            AclRef::Policy(acl) => acl,
+            AclRef::Map(acl) => acl,
+        }
+    }
+}
+
+fn denied_by_default(resource: &Resource, privilege: &str) -> AccessDecision {
+    AccessDecision {
+        allow: false,
+        target_resource: resource.target().to_owned(),
+        privilege: privilege.to_owned(),
+        matching_resource: None,
+        rule: None,
+        considered_resources: Vec::new(),
+    }
+}
+
+fn remember<K: std::hash::Hash + Eq, V>(
+    cache: &Mutex<HashMap<K, Cached<V>>>,
+    key: K,
+    value: V,
+    epoch: u64,
+    expires: Instant,
+) {
+    let mut cache = cache.lock();
+    if cache.len() >= AAA_CACHE_MAX_ENTRIES && !cache.contains_key(&key) {
+        let now = Instant::now();
+        cache.retain(|_, entry| entry.expires > now);
+        if cache.len() >= AAA_CACHE_MAX_ENTRIES {
+            cache.clear();
+        }
+    }
+    cache.insert(
+        key,
+        Cached {
+            value,
+            epoch,
+            expires,
+        },
+    );
+}
