@@ -1,6 +1,7 @@
 //! The HTTP listener's endpoints against the real binary with curl: body
 //! limit, policy reload, metrics that follow proxy sessions, the OpenAPI
-//! document, the live log filter, and start-up errors.
+//! document, the live log filter, and start-up errors. (HTTPS is in
+//! `tls_http.rs`.)
 
 mod support;
 
@@ -206,7 +207,7 @@ fn set_diagnostic_log_filter_changes_what_is_logged() {
 }
 
 #[test]
-fn unknown_listener_keys_and_use_tls_stop_the_start() {
+fn unknown_listener_keys_and_calls_outside_proxy_init_stop_the_start() {
     let typo = ProxyCommand::with_policy(&http_policy(
         &["listen = '127.0.0.1:0', trusted_host = { '10.0.0.0/8' }"],
         "",
@@ -214,18 +215,6 @@ fn unknown_listener_keys_and_use_tls_stop_the_start() {
     .run_to_exit();
     assert!(!typo.status.success());
     assert!(typo.stderr.contains("trusted_host"), "{}", typo.stderr);
-
-    let tls = ProxyCommand::with_policy(&http_policy(
-        &["listen = '127.0.0.1:0', use_tls = true"],
-        "",
-    ))
-    .run_to_exit();
-    assert!(!tls.status.success());
-    assert!(
-        tls.stderr.contains("use_tls is not supported yet"),
-        "{}",
-        tls.stderr
-    );
 
     let outside_init =
         "local proxy = require 'proxy'\nproxy.start_http_listener { listen = '127.0.0.1:0' }\n";
