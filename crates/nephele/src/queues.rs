@@ -182,48 +182,17 @@ impl QueueManager {
         loop {
             let (delay, expires) = match self.config_for(&key).await {
                 Ok(config) => {
-                    let expires = message.created() + config.max_age;
-                    if SystemTime::now() >= expires {
-                        self.expire(
-                            &message,
-                            &key,
-                            attempts,
-                            "max_age reached before the next attempt",
-                        );
+                    // An age too large to add means "never".
+                    let expires = message.created().checked_add(config.max_age);
+                    if expires.is_some_and(|expires| SystemTime::now() >= expires) {
+                        self.expire(&message, &key, attempts, "max_age reached");
                         return;
                     }
-                    let outcome = {
-                        let Ok(_slot) = self.attempt_slots.acquire().await else {
-                            return;
-                        };
-                        delivery::attempt(&config, &message).await
+                    let Some(delay) = self.attempt(&message, &key, &config, &mut attempts).await
+                    else {
+                        return;
                     };
-                    attempts += 1;
-                    match outcome {
-                        Outcome::Delivered(response) => {
-                            info!(attempts, "delivered");
-                            self.record(RecordType::Delivery, &message, &key, response, attempts);
-                            self.finish(&message);
-                            return;
-                        }
-                        Outcome::Permanent(response) => {
-                            info!(attempts, response = %response.content, "bounced");
-                            self.record(RecordType::Bounce, &message, &key, response, attempts);
-                            self.finish(&message);
-                            return;
-                        }
-                        Outcome::Transient(response) => {
-                            debug!(attempts, response = %response.content, "attempt failed");
-                            self.record(
-                                RecordType::TransientFailure,
-                                &message,
-                                &key,
-                                response,
-                                attempts,
-                            );
-                        }
-                    }
-                    (config.delay_after(attempts), Some(expires))
+                    (delay, expires)
                 }
                 Err(text) => {
                     warn!("get_queue_config failed: {text}");
@@ -239,18 +208,63 @@ impl QueueManager {
                     (CONFIG_ERROR_RETRY, None)
                 }
             };
-            if expires.is_some_and(|expires| SystemTime::now() + delay >= expires) {
-                self.expire(
-                    &message,
-                    &key,
-                    attempts,
-                    "the next attempt would be past max_age",
-                );
-                return;
+            let next = SystemTime::now().checked_add(delay);
+            if let (Some(next), Some(expires)) = (next, expires) {
+                if next >= expires {
+                    self.expire(
+                        &message,
+                        &key,
+                        attempts,
+                        "the next attempt would be past max_age",
+                    );
+                    return;
+                }
             }
             tokio::select! {
                 () = tokio::time::sleep(delay) => {}
                 () = self.shutdown.cancelled() => return,
+            }
+        }
+    }
+
+    /// One attempt; the wait before the next one, or `None` when the message
+    /// is done with (delivered, bounced, or shutting down).
+    async fn attempt(
+        &self,
+        message: &Message,
+        key: &QueueKey,
+        config: &QueueConfig,
+        attempts: &mut u32,
+    ) -> Option<Duration> {
+        let outcome = {
+            let _slot = self.attempt_slots.acquire().await.ok()?;
+            delivery::attempt(config, message).await
+        };
+        *attempts += 1;
+        let attempts = *attempts;
+        match outcome {
+            Outcome::Delivered(response) => {
+                info!(attempts, "delivered");
+                self.record(RecordType::Delivery, message, key, response, attempts);
+                self.finish(message);
+                None
+            }
+            Outcome::Permanent(response) => {
+                info!(attempts, response = %response.content, "bounced");
+                self.record(RecordType::Bounce, message, key, response, attempts);
+                self.finish(message);
+                None
+            }
+            Outcome::Transient(response) => {
+                debug!(attempts, response = %response.content, "attempt failed");
+                self.record(
+                    RecordType::TransientFailure,
+                    message,
+                    key,
+                    response,
+                    attempts,
+                );
+                Some(config.delay_after(attempts))
             }
         }
     }
