@@ -2,10 +2,11 @@
 //! credentials decided by the policy), then whether the ACL lets it use the
 //! requested resource with the request's method.
 
+use crate::authenticator::BEARER_IDENTITY;
 use crate::authenticator::{AuthError, AuthVerdict};
 use crate::credentials::{Credential, CredentialError};
 use crate::server::{ConnectionInfo, ListenerState};
-use aaa::{AuthInfo, IdentityContext, Resource, TRUSTED_IP_GROUP};
+use aaa::{AuthInfo, Identity, IdentityContext, Resource, TRUSTED_IP_GROUP};
 use axum::extract::{Request, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::middleware::Next;
@@ -118,7 +119,14 @@ pub async fn check_access(
     };
     let resource = Resource::http_listener(state.local_addr, request.uri().path());
     let method = request.method().as_str();
-    let decision = state.services.acl.query(&resource, &auth, method);
+    let decision = match &state.aaa {
+        Some(aaa) => {
+            let policy = &state.services.policy;
+            aaa.authorize(policy, &state.services.acl, &resource, &auth, method)
+                .await
+        }
+        None => state.services.acl.query(&resource, &auth, method),
+    };
     if !decision.allow {
         let err = match principal(&auth) {
             Some(identity) => AccessError::Forbidden {
@@ -166,7 +174,30 @@ async fn authenticate(
     }
     let user = credential.user().unwrap_or("-");
     let scheme = credential.scheme();
-    match state.authenticator.authenticate(&credential).await {
+    let outcome = state.authenticator.authenticate(&credential).await;
+    if let (Some(aaa), Ok((verdict, _))) = (&state.aaa, &outcome) {
+        // The attempted identity is the user name, or a fixed name for a
+        // bearer token: the token itself never reaches the log.
+        let attempted = match credential.user() {
+            Some(user) => Identity {
+                identity: user.to_owned(),
+                context: IdentityContext::HttpBasicAuth,
+            },
+            None => Identity {
+                identity: BEARER_IDENTITY.to_owned(),
+                context: IdentityContext::BearerToken,
+            },
+        };
+        match verdict {
+            AuthVerdict::Accepted(info) => {
+                let mut merged = auth.clone();
+                merged.merge(info.clone());
+                aaa.log_authentication(&attempted, true, &merged);
+            }
+            AuthVerdict::Refused => aaa.log_authentication(&attempted, false, &auth),
+        }
+    }
+    match outcome {
         Ok((AuthVerdict::Accepted(info), cached)) => {
             debug!(peer = %conn.peer, scheme, user, cached, "credentials accepted");
             auth.merge(info);

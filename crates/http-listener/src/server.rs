@@ -12,7 +12,7 @@ use axum::http::StatusCode;
 use axum::Router;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use policy::PolicyPool;
+use policy::{AaaContext, PolicyPool};
 use prometheus_client::registry::Registry;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -66,6 +66,10 @@ pub struct ListenerState {
     pub authenticator: Authenticator,
     /// Per-IP failed-login limit; `None` when disabled.
     pub failure_limiter: Option<FailureLimiter>,
+    /// `kumo.aaa`'s state when the binary installed it: ACLs come from
+    /// `get_acl_definition` (falling back to `services.acl`), decisions are
+    /// cached and accounted. `None`: `services.acl` alone decides.
+    pub aaa: Option<Arc<AaaContext>>,
 }
 
 /// The TCP facts of a request's connection, put into every request's
@@ -227,6 +231,7 @@ impl ListenerState {
             )
         });
         ListenerState {
+            aaa: AaaContext::of(&services.policy),
             authenticator: Authenticator::new(services.policy.clone(), AUTH_CACHE_TTL),
             services,
             params,

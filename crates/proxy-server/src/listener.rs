@@ -6,7 +6,7 @@ use crate::relay::{BufferPool, PipePool};
 use crate::session::serve_client;
 use aaa::{FailureLimiter, DEFAULT_MAX_TRACKED_IPS};
 use anyhow::Context;
-use policy::PolicyPool;
+use policy::{AaaContext, PolicyPool};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -35,6 +35,9 @@ pub struct ListenerContext {
     pub failure_limiter: Option<FailureLimiter>,
     /// Set when clients must speak TLS first.
     pub tls: Option<tls::TlsAcceptor>,
+    /// `kumo.aaa`'s state: CONNECT/BIND authorization and accounting;
+    /// `None` in legacy mode (no policy, nothing checked).
+    pub aaa: Option<Arc<AaaContext>>,
 }
 
 /// A bound listener, ready to run.
@@ -68,6 +71,7 @@ impl ProxyListener {
             )
         });
         let ctx = Arc::new(ListenerContext {
+            aaa: policy.as_ref().and_then(AaaContext::of),
             failure_limiter,
             tls,
             buffers: BufferPool::default(),

@@ -18,7 +18,7 @@ use config::ProxyListenerParams;
 use listener::ProxyListener;
 use lua_api::{ListenerRequests, PROXY_INIT};
 use metrics::ProxyMetrics;
-use policy::{PolicyLoader, PolicyPool};
+use policy::{AaaContext, PolicyLoader, PolicyPool};
 use prometheus_client::registry::Registry;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -128,7 +128,13 @@ struct Plan {
 fn plan(cli: &Cli) -> anyhow::Result<Plan> {
     if let Some(path) = &cli.proxy_config {
         let requests = Arc::new(ListenerRequests::default());
-        let loader = PolicyLoader::new(path, vec![lua_api::registrar(requests.clone())]);
+        let loader = PolicyLoader::new(
+            path,
+            vec![
+                lua_api::registrar(requests.clone()),
+                policy::aaa_registrar(AaaContext::new()),
+            ],
+        );
         let pool = PolicyPool::new(loader, PolicyPool::default_max_idle(), POLICY_CALL_TIMEOUT)?;
         requests.open();
         let init = pool.with_state(call_proxy_init);
@@ -187,6 +193,7 @@ async fn run(cli: Cli, set_log_filter: http_listener::LogFilterSetter) -> anyhow
         println!("policy OK: {} listener(s) defined", plan.listeners.len());
         return Ok(());
     }
+    let aaa = plan.policy.as_ref().and_then(AaaContext::of);
     let mut registry = Registry::default();
     let metrics = ProxyMetrics::register(&mut registry);
     let pipes = Arc::new(relay::PipePool::default());
@@ -230,6 +237,9 @@ async fn run(cli: Cli, set_log_filter: http_listener::LogFilterSetter) -> anyhow
             remaining = sessions.len(),
             "sessions still open after the grace period; exiting"
         );
+    }
+    if let Some(aaa) = aaa {
+        aaa.close_accounting();
     }
     info!("stopped");
     Ok(())

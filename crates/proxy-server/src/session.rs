@@ -6,7 +6,7 @@ use crate::auth::{authenticate, AuthDecision};
 use crate::listener::ListenerContext;
 use crate::outbound::{self, OutboundError};
 use crate::relay::{self, RelayCounters, RelayOutcome};
-use aaa::Secret;
+use aaa::{AclMap, AuthInfo, Identity, IdentityContext, Resource, Secret};
 use socks5::{
     encode_method_selection, encode_reply, encode_userpass_status, parse_greeting, parse_request,
     parse_userpass_request, AuthMethod, Command, ParseResult, Parsed, ReplyCode, Socks5Error,
@@ -37,6 +37,11 @@ pub enum SessionError {
     NoAcceptableMethod,
     #[error("login refused")]
     LoginRefused,
+    #[error("{privilege} {resource} not allowed by the ACL")]
+    NotAllowed {
+        privilege: &'static str,
+        resource: String,
+    },
     #[error("UDP ASSOCIATE is not supported")]
     UdpAssociate,
     #[error("BIND to {address} failed: {message}")]
@@ -137,6 +142,12 @@ async fn negotiate<S: AsyncRead + AsyncWrite + Unpin>(
         return Err(SessionError::NoAcceptableMethod);
     }
 
+    // Who the requests are checked for: the login's AuthInfo, or an
+    // anonymous peer when no login was asked for.
+    let mut auth = AuthInfo {
+        peer_address: Some(peer.ip()),
+        ..AuthInfo::default()
+    };
     if method == AuthMethod::USERNAME_PASSWORD {
         let (username, password) = io
             .read_message("authentication", |buf| {
@@ -145,10 +156,11 @@ async fn negotiate<S: AsyncRead + AsyncWrite + Unpin>(
             })
             .await?;
         let accepted = login(ctx, &username, &password, peer, local).await;
-        encode_userpass_status(accepted, &mut io.out);
+        encode_userpass_status(accepted.is_some(), &mut io.out);
         io.flush("authentication status").await?;
-        if !accepted {
-            return Err(SessionError::LoginRefused);
+        match accepted {
+            Some(info) => auth = info,
+            None => return Err(SessionError::LoginRefused),
         }
     }
 
@@ -179,6 +191,8 @@ async fn negotiate<S: AsyncRead + AsyncWrite + Unpin>(
                         message: "a source address must be an IP address".into(),
                     });
                 };
+                let resource = Resource::proxy_source(local, address.ip());
+                authorize(io, ctx, &auth, resource, "bind").await?;
                 // Binding now both validates the address and tells the
                 // client what it will be; the CONNECT binds it again.
                 match outbound::bound_socket(address).and_then(|socket| socket.local_addr()) {
@@ -198,6 +212,15 @@ async fn negotiate<S: AsyncRead + AsyncWrite + Unpin>(
                 }
             }
             Command::Connect => {
+                let resource = match &request.address {
+                    TargetAddr::Ip(addr) => {
+                        Resource::proxy_destination(local, &addr.ip().to_string(), addr.port())
+                    }
+                    TargetAddr::Domain(host, port) => {
+                        Resource::proxy_destination(local, host, *port)
+                    }
+                };
+                authorize(io, ctx, &auth, resource, "connect").await?;
                 let connected = outbound::connect(
                     &request.address,
                     source,
@@ -226,15 +249,69 @@ async fn negotiate<S: AsyncRead + AsyncWrite + Unpin>(
     }
 }
 
+/// Check `privilege` on `resource` for `auth` with `kumo.aaa` (legacy mode
+/// checks nothing); a refusal is answered with reply `02`.
+async fn authorize<S: AsyncRead + AsyncWrite + Unpin>(
+    io: &mut HandshakeIo<S>,
+    ctx: &ListenerContext,
+    auth: &AuthInfo,
+    resource: Resource,
+    privilege: &'static str,
+) -> Result<(), SessionError> {
+    let (Some(aaa), Some(policy)) = (&ctx.aaa, &ctx.policy) else {
+        return Ok(());
+    };
+    let decision = aaa
+        .authorize(policy, AclMap::default_map(), &resource, auth, privilege)
+        .await;
+    if decision.allow {
+        return Ok(());
+    }
+    io.reply(ReplyCode::NotAllowedByRuleset, unspecified())
+        .await?;
+    Err(SessionError::NotAllowed {
+        privilege,
+        resource: decision.target_resource,
+    })
+}
+
+/// The AuthInfo of an accepted login; `None` when refused. Every outcome
+/// goes to the accounting log (never the password).
 async fn login(
     ctx: &ListenerContext,
     username: &[u8],
     password: &Secret,
     peer: SocketAddr,
     local: SocketAddr,
-) -> bool {
+) -> Option<AuthInfo> {
+    let outcome = check_login(ctx, username, password, peer, local).await;
+    if let Some(aaa) = &ctx.aaa {
+        let attempted = Identity {
+            identity: String::from_utf8_lossy(username).into_owned(),
+            context: IdentityContext::ProxyAuthRfc1929,
+        };
+        let anonymous = AuthInfo {
+            peer_address: Some(peer.ip()),
+            ..AuthInfo::default()
+        };
+        aaa.log_authentication(
+            &attempted,
+            outcome.is_some(),
+            outcome.as_ref().unwrap_or(&anonymous),
+        );
+    }
+    outcome
+}
+
+async fn check_login(
+    ctx: &ListenerContext,
+    username: &[u8],
+    password: &Secret,
+    peer: SocketAddr,
+    local: SocketAddr,
+) -> Option<AuthInfo> {
     let Some(policy) = &ctx.policy else {
-        return false;
+        return None;
     };
     let started = Instant::now();
     if let Some(remaining) = ctx
@@ -245,16 +322,16 @@ async fn login(
         ctx.metrics.auth_blocked.inc();
         ctx.metrics.auth_failure.inc();
         info!(peer = %peer, remaining = ?remaining, "login refused without calling the policy: client IP is blocked");
-        return false;
+        return None;
     }
     let decision = authenticate(policy, username, password, peer, local).await;
     ctx.metrics
         .auth_callback_seconds
         .observe(started.elapsed().as_secs_f64());
     match decision {
-        AuthDecision::Accepted(_) => {
+        AuthDecision::Accepted(info) => {
             ctx.metrics.auth_success.inc();
-            true
+            Some(info)
         }
         AuthDecision::Refused(_) => {
             ctx.metrics.auth_failure.inc();
@@ -263,7 +340,7 @@ async fn login(
                     warn!(client = %peer.ip(), "client IP blocked after repeated login failures");
                 }
             }
-            false
+            None
         }
     }
 }
