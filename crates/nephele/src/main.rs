@@ -115,7 +115,11 @@ fn main() -> std::process::ExitCode {
 /// Load the policy and run `init`.
 fn load(path: &std::path::Path) -> anyhow::Result<(PolicyPool, InitRequested)> {
     let requests = Arc::new(InitRequests::default());
-    let loader = PolicyLoader::new(path, vec![lua_api::registrar(requests.clone())]);
+    let registrars = vec![
+        lua_api::registrar(requests.clone()),
+        policy::aaa_registrar(policy::AaaContext::new()),
+    ];
+    let loader = PolicyLoader::new(path, registrars);
     let pool = PolicyPool::new(loader, PolicyPool::default_max_idle(), POLICY_CALL_TIMEOUT)?;
     requests.open();
     let init = pool.with_state(|lua| match policy::call_sync(lua, &INIT, ()) {
