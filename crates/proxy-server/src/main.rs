@@ -5,7 +5,6 @@ mod auth;
 mod config;
 mod http_api;
 mod listener;
-mod logging;
 mod lua_api;
 mod metrics;
 mod outbound;
@@ -70,7 +69,7 @@ struct Cli {
 
     /// Diagnostic log format.
     #[arg(long, value_enum, default_value = "full")]
-    diag_format: logging::DiagFormat,
+    diag_format: daemon::DiagFormat,
 }
 
 fn main() -> std::process::ExitCode {
@@ -91,7 +90,12 @@ fn main() -> std::process::ExitCode {
         );
         return std::process::ExitCode::SUCCESS;
     }
-    let logging = match logging::init(cli.diag_format, cli.diag_log_dir.as_deref()) {
+    let logging = match daemon::init_logging(
+        "KUMO_PROXY_LOG",
+        "proxy-server.log",
+        cli.diag_format,
+        cli.diag_log_dir.as_deref(),
+    ) {
         Ok(logging) => logging,
         Err(err) => {
             eprintln!("proxy-server: {err:#}");
@@ -180,8 +184,8 @@ fn call_proxy_init(lua: &mlua::Lua) -> anyhow::Result<()> {
 async fn run(cli: Cli, set_log_filter: http_listener::LogFilterSetter) -> anyhow::Result<()> {
     // Handlers exist before any listener logs that it is ready, so a signal
     // sent right after that line is a clean shutdown, not a kill.
-    let signals = ShutdownSignals::install().context("installing signal handlers")?;
-    raise_fd_limit();
+    let signals = daemon::ShutdownSignals::install().context("installing signal handlers")?;
+    daemon::raise_fd_limit();
     let plan = plan(&cli)?;
     if cli.validate {
         for params in &plan.listeners {
@@ -243,49 +247,4 @@ async fn run(cli: Cli, set_log_filter: http_listener::LogFilterSetter) -> anyhow
     }
     info!("stopped");
     Ok(())
-}
-
-/// SIGTERM and SIGINT, caught from the moment they are installed.
-struct ShutdownSignals {
-    term: tokio::signal::unix::Signal,
-    int: tokio::signal::unix::Signal,
-}
-
-impl ShutdownSignals {
-    fn install() -> std::io::Result<Self> {
-        use tokio::signal::unix::{signal, SignalKind};
-        Ok(ShutdownSignals {
-            term: signal(SignalKind::terminate())?,
-            int: signal(SignalKind::interrupt())?,
-        })
-    }
-
-    async fn wait(mut self) {
-        tokio::select! {
-            _ = self.term.recv() => info!("received SIGTERM"),
-            _ = self.int.recv() => info!("received SIGINT"),
-        }
-    }
-}
-
-/// Raise the soft open-files limit to the hard limit: every tunnel holds
-/// two sockets (and two pipes with splice).
-fn raise_fd_limit() {
-    let mut limit = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit/setrlimit with a valid rlimit struct.
-    unsafe {
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 && limit.rlim_cur < limit.rlim_max
-        {
-            limit.rlim_cur = limit.rlim_max;
-            if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) != 0 {
-                warn!(
-                    "could not raise RLIMIT_NOFILE: {}",
-                    std::io::Error::last_os_error()
-                );
-            }
-        }
-    }
 }
