@@ -8,12 +8,18 @@
 #
 #   bench/inject.sh                 # 16 connections, 10 s
 #   CONNECTIONS=32 DURATION=20 bench/inject.sh
+#   SPOOL_FILES=1 bench/inject.sh   # data and meta in one redb file
+#   DELIVERY=none bench/inject.sh   # no delivery during the run (the queue
+#                                   # is SMTP, answered "not implemented",
+#                                   # retried in an hour): injection alone
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 CONNECTIONS=${CONNECTIONS:-16}
 DURATION=${DURATION:-10}
 THREADS=${THREADS:-2}
+SPOOL_FILES=${SPOOL_FILES:-2}
+DELIVERY=${DELIVERY:-maildir}
 
 command -v wrk >/dev/null || { echo "bench/inject.sh: wrk is required (apt-get install wrk)" >&2; exit 1; }
 cargo build --release -q -p nephele
@@ -29,16 +35,24 @@ cleanup() {
 }
 trap cleanup EXIT
 
+meta_spool=
+if [[ $SPOOL_FILES == 2 ]]; then
+    meta_spool="kumo.define_spool { name = 'meta', path = '$work/spool/meta' }"
+fi
+protocol="protocol = { maildir_path = '$work/maildir' }"
+if [[ $DELIVERY == none ]]; then
+    protocol="protocol = { smtp = {} }, retry_interval = '1 hour'"
+fi
 cat >"$work/policy.lua" <<LUA
 local kumo = require 'kumo'
 kumo.on('init', function()
   kumo.define_spool { name = 'data', path = '$work/spool/data' }
-  kumo.define_spool { name = 'meta', path = '$work/spool/meta' }
+  $meta_spool
   kumo.configure_local_logs { log_dir = '$work/logs' }
   kumo.start_http_listener { listen = '127.0.0.1:0' }
 end)
 kumo.on('get_queue_config', function()
-  return kumo.make_queue_config { protocol = { maildir_path = '$work/maildir' } }
+  return kumo.make_queue_config { $protocol }
 end)
 LUA
 
@@ -53,7 +67,7 @@ for _ in $(seq 600); do
 done
 [[ -n $addr ]] || { echo "nephele did not start" >&2; cat "$work/nephele.log" >&2; exit 1; }
 
-echo "nephele on $addr; wrk -t$THREADS -c$CONNECTIONS -d${DURATION}s; load before: $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "nephele on $addr; spool files: $SPOOL_FILES; delivery: $DELIVERY; wrk -t$THREADS -c$CONNECTIONS -d${DURATION}s; load before: $(cut -d' ' -f1-3 /proc/loadavg)"
 wrk -t"$THREADS" -c"$CONNECTIONS" -d"${DURATION}s" --latency -s bench/inject.lua "http://$addr/api/inject/v1"
 
 kill -TERM "$pid"
