@@ -107,6 +107,9 @@ impl Templates {
             present.then(|| self.render(name, context)).transpose()
         };
         let subject = render(SUBJECT, builder.subject.is_some())?;
+        if subject.as_deref().is_some_and(|s| s.contains(['\r', '\n'])) {
+            return Err("subject: rendered value contains a line break".to_owned());
+        }
         let text = render(TEXT_BODY, builder.text_body.is_some())?;
         let html = render(HTML_BODY, builder.html_body.is_some())?;
         let mut headers = Vec::with_capacity(builder.headers.len());

@@ -205,6 +205,15 @@ pub fn parse(body: &[u8]) -> Result<ValidRequest, RequestError> {
     validate(request)
 }
 
+/// Text that ends up in a header must not contain line breaks or other
+/// control characters (header injection).
+fn no_control(field: &str, text: &str) -> Result<(), RequestError> {
+    if text.chars().any(char::is_control) {
+        return Err(RequestError::field(field, "contains control characters"));
+    }
+    Ok(())
+}
+
 fn validate(request: InjectV1Request) -> Result<ValidRequest, RequestError> {
     let sender = EnvelopeAddress::parse(&request.envelope_sender)
         .map_err(|err| RequestError::field("envelope_sender", err))?;
@@ -216,6 +225,9 @@ fn validate(request: InjectV1Request) -> Result<ValidRequest, RequestError> {
         .iter()
         .enumerate()
         .map(|(i, r)| {
+            if let Some(name) = &r.name {
+                no_control(&format!("recipients[{i}].name"), name)?;
+            }
             EnvelopeAddress::parse(&r.email)
                 .map_err(|err| RequestError::field(format!("recipients[{i}].email"), err))
         })
@@ -226,9 +238,23 @@ fn validate(request: InjectV1Request) -> Result<ValidRequest, RequestError> {
             if let Some(address) = address {
                 EnvelopeAddress::parse(&address.email)
                     .map_err(|err| RequestError::field(format!("content.{field}.email"), err))?;
+                if let Some(name) = &address.name {
+                    no_control(&format!("content.{field}.name"), name)?;
+                }
             }
         }
         for (i, attachment) in builder.attachments.iter().enumerate() {
+            let field = format!("content.attachments[{i}]");
+            no_control(&format!("{field}.content_type"), &attachment.content_type)?;
+            if !attachment.content_type.contains('/') {
+                return Err(RequestError::field(
+                    format!("{field}.content_type"),
+                    "expected type/subtype",
+                ));
+            }
+            if let Some(file_name) = &attachment.file_name {
+                no_control(&format!("{field}.file_name"), file_name)?;
+            }
             attachments.push(attachment.bytes().map_err(|err| {
                 RequestError::field(
                     format!("content.attachments[{i}].data"),
@@ -304,5 +330,22 @@ mod tests {
             err(r#"{"envelope_sender":"","recipients":[{"email":"a@x.com"}],"content":"x"}"#)
                 .to_string();
         assert!(sender.contains("envelope_sender"), "{sender}");
+        let injected = err(
+            r#"{"envelope_sender":"s@example.com","recipients":[{"email":"a@x.com","name":"A\r\nBcc: e@x.com"}],"content":"x"}"#,
+        )
+        .to_string();
+        assert!(
+            injected.contains("recipients[0].name: contains control"),
+            "{injected}"
+        );
+        let content_type = err(
+            r#"{"envelope_sender":"s@example.com","recipients":[{"email":"a@x.com"}],
+               "content":{"attachments":[{"data":"x","content_type":"text\nX: y"}]}}"#,
+        )
+        .to_string();
+        assert!(
+            content_type.contains("content.attachments[0].content_type"),
+            "{content_type}"
+        );
     }
 }
