@@ -14,6 +14,11 @@ const SUBJECT: &str = "subject";
 const TEXT_BODY: &str = "text_body";
 const HTML_BODY: &str = "html_body";
 
+/// Bound on the work of one template rendering (MiniJinja instructions):
+/// generous for any real message, but a template that loops without end
+/// fails its recipient instead of holding a runtime thread.
+pub const TEMPLATE_FUEL: u64 = 5_000_000;
+
 /// The request's templates, compiled. A syntax error is found here, before
 /// any message is generated.
 pub struct Templates {
@@ -34,6 +39,7 @@ impl Templates {
         let mut env = Environment::new();
         // A message's final line break is part of the message.
         env.set_keep_trailing_newline(true);
+        env.set_fuel(Some(TEMPLATE_FUEL));
         let mut add = |name: String, source: &str, field: String| {
             env.add_template_owned(name, source.to_owned())
                 .map_err(|err| RequestError::field(field, format!("template error: {err}")))
@@ -211,6 +217,17 @@ mod tests {
             .unwrap()
             .to_string();
         assert!(err.starts_with("content.subject: template error"), "{err}");
+    }
+
+    #[test]
+    fn runaway_templates_run_out_of_fuel() {
+        let valid = valid(
+            r#"{"envelope_sender":"s@example.com","recipients":[{"email":"a@example.com"}],
+                "content":"{% for i in range(100000) %}{% for j in range(100000) %}x{% endfor %}{% endfor %}"}"#,
+        );
+        let templates = Templates::compile(&valid.request).unwrap();
+        let err = templates.render_message(&valid, 0).unwrap_err();
+        assert!(err.contains("fuel"), "{err}");
     }
 
     #[test]
