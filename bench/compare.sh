@@ -274,8 +274,10 @@ measure() {
     local common=(--proxy "$PROXY_ADDR" --label "$config" --json-file "$RESULTS")
     [[ -n "${BENCH_THREADS:-}" ]] && common+=(--threads "$BENCH_THREADS")
     common+=("${CREDS[@]}")
+    local cpu=()
+    [[ -n "$SERVER_PID" ]] && cpu=(--pid "$SERVER_PID")
     "$BENCH" conn "${common[@]}" --target "$ECHO_ADDR" --concurrency "$CONCURRENCY" \
-        --duration "$CONN_SECS" --warmup "$CONN_WARMUP"
+        --duration "$CONN_SECS" --warmup "$CONN_WARMUP" "${cpu[@]}"
     "$BENCH" bulk "${common[@]}" --target "$DISCARD_ADDR" --streams "$STREAMS" \
         --duration "$BULK_SECS"
     if [[ -n "$SERVER_PID" ]]; then

@@ -140,6 +140,10 @@ pub struct ConnArgs {
     /// Unmeasured warm-up before the measured time, in seconds.
     #[arg(long, default_value = "0", value_parser = parse_secs)]
     pub warmup: Duration,
+    /// The proxy's process id: its CPU time (with its children's) over the
+    /// measured window is reported per connection.
+    #[arg(long)]
+    pub pid: Option<u32>,
 }
 
 /// Arguments of `bulk`.

@@ -5,6 +5,7 @@
 
 use crate::cli::ConnArgs;
 use crate::net::Dialer;
+use crate::rss::tree_cpu_us;
 use crate::servers::{self, ServerKind};
 use crate::stats::{ErrorTally, LatencySummary};
 use anyhow::{Context, Result};
@@ -38,6 +39,9 @@ pub struct ConnReport {
     pub first_error: Option<String>,
     /// Measured seconds (the deadline plus the last connections' tail).
     pub elapsed_s: f64,
+    /// The proxy's CPU time per successful connection (with `--pid`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub proxy_cpu_us_per_conn: Option<f64>,
 }
 
 impl std::fmt::Display for ConnReport {
@@ -82,6 +86,15 @@ pub async fn run(args: ConnArgs) -> Result<ConnReport> {
         let dialer = dialer.clone();
         loops.spawn(client_loop(dialer, measure_from, deadline));
     }
+    // The proxy's CPU clock is read at the start and end of the measured
+    // window, so warm-up work is not charged to measured connections.
+    let cpu_before = match args.pid {
+        Some(pid) => {
+            tokio::time::sleep_until(measure_from.into()).await;
+            Some((pid, tree_cpu_us(pid)?))
+        }
+        None => None,
+    };
     let mut latencies = Vec::new();
     let mut errors = ErrorTally::default();
     while let Some(result) = loops.join_next().await {
@@ -90,7 +103,12 @@ pub async fn run(args: ConnArgs) -> Result<ConnReport> {
         errors.merge(result.errors);
     }
     let elapsed = Instant::now().saturating_duration_since(measure_from);
+    let cpu_used_us = match cpu_before {
+        Some((pid, before)) => Some(tree_cpu_us(pid)?.saturating_sub(before)),
+        None => None,
+    };
     let latency = LatencySummary::from_samples(&mut latencies);
+    let proxy_cpu_us_per_conn = cpu_used_us.map(|us| us as f64 / latency.count.max(1) as f64);
     Ok(ConnReport {
         mode: "conn",
         label: args.client.label(),
@@ -103,6 +121,7 @@ pub async fn run(args: ConnArgs) -> Result<ConnReport> {
         error_kinds: errors.by_kind(),
         first_error: errors.first().map(str::to_string),
         elapsed_s: elapsed.as_secs_f64(),
+        proxy_cpu_us_per_conn,
     })
 }
 

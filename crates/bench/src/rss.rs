@@ -45,6 +45,51 @@ fn pss_kib(pid: u32) -> u64 {
         .unwrap_or(0)
 }
 
+/// CPU time (user + system) in microseconds spent by `pid`, its live
+/// descendants and the children it has already reaped (Dante's finished
+/// workers): the proxy's cost, independent of how loaded the machine is.
+pub fn tree_cpu_us(pid: u32) -> Result<u64> {
+    let ticks_per_sec = clock_ticks_per_sec();
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .with_context(|| format!("read /proc/{pid}/stat (is the proxy running?)"))?;
+    let root = stat_cpu_ticks(&stat).context("malformed /proc/PID/stat")?;
+    let mut ticks = root.own + root.reaped_children;
+    for child in descendants(pid, &parent_map()?) {
+        if let Some(cpu) = std::fs::read_to_string(format!("/proc/{child}/stat"))
+            .ok()
+            .and_then(|text| stat_cpu_ticks(&text))
+        {
+            ticks += cpu.own;
+        }
+    }
+    Ok(ticks * 1_000_000 / ticks_per_sec)
+}
+
+fn clock_ticks_per_sec() -> u64 {
+    // SAFETY: sysconf has no preconditions.
+    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    u64::try_from(ticks).ok().filter(|&t| t > 0).unwrap_or(100)
+}
+
+struct CpuTicks {
+    own: u64,
+    reaped_children: u64,
+}
+
+/// utime+stime and cutime+cstime from a `/proc/PID/stat` line. The command
+/// name may contain spaces and parentheses, so fields are counted from the
+/// last `)`.
+fn stat_cpu_ticks(stat: &str) -> Option<CpuTicks> {
+    let after_name = &stat[stat.rfind(')')? + 1..];
+    let fields: Vec<&str> = after_name.split_whitespace().collect();
+    let field = |n: usize| fields.get(n)?.parse::<u64>().ok();
+    // After the name: state is field 3 of the man page, utime field 14.
+    Some(CpuTicks {
+        own: field(11)? + field(12)?,
+        reaped_children: field(13)? + field(14)?,
+    })
+}
+
 /// Every pid's parent, from `/proc/*/stat`.
 fn parent_map() -> Result<HashMap<u32, u32>> {
     let mut parents = HashMap::new();
@@ -100,6 +145,14 @@ pub fn stat_ppid(stat: &str) -> Option<u32> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cpu_ticks_from_stat_with_odd_names() {
+        let stat = "42 (my (odd) proc) S 1 42 42 0 -1 4194560 100 0 0 0 7 3 2 1 20 0 1 0 5 1000 10";
+        let cpu = stat_cpu_ticks(stat).unwrap();
+        assert_eq!((cpu.own, cpu.reaped_children), (10, 3));
+        assert!(tree_cpu_us(std::process::id()).is_ok());
+    }
 
     #[test]
     fn status_parsing() {

@@ -13,6 +13,7 @@ const COLUMNS: &[(&str, &str, &str, f64)] = &[
     ("conn", "conn_per_sec", "conn/s", 1.0),
     ("conn", "p50_us", "p50 ms", 1000.0),
     ("conn", "p99_us", "p99 ms", 1000.0),
+    ("conn", "proxy_cpu_us_per_conn", "proxy CPU µs/conn", 1.0),
     ("bulk", "gbit_per_sec", "Gbit/s", 1.0),
     ("hold", "kib_per_tunnel", "KiB/tunnel RSS", 1.0),
     ("hold", "pss_kib_per_tunnel", "KiB/tunnel PSS", 1.0),
