@@ -118,7 +118,12 @@ pub async fn check_access(
         Err(err) => return err.into_response(),
     };
     let resource = Resource::http_listener(state.local_addr, request.uri().path());
-    let method = request.method().as_str();
+    // HEAD is GET without a body: whoever may GET a resource may HEAD it,
+    // so ACLs need not list both.
+    let method = match request.method().as_str() {
+        "HEAD" => "GET",
+        other => other,
+    };
     let decision = match &state.aaa {
         Some(aaa) => {
             let policy = &state.services.policy;

@@ -93,6 +93,9 @@ fn a_listener_not_trusting_the_client_applies_the_default_acl() {
     let status = curl(addr, "/proxy/status", &[]);
     assert_eq!(status.status, 200, "{status:?}");
     assert!(status.body.contains("OK"), "{status:?}");
+    // HEAD is allowed wherever GET is.
+    assert_eq!(curl(addr, "/proxy/status", &["-I"]).status, 200);
+    assert_eq!(curl(addr, "/metrics", &["-I"]).status, 401);
     assert_eq!(curl(addr, "/api-docs/openapi.json", &[]).status, 200);
     let admin = curl(
         addr,
