@@ -191,9 +191,16 @@ impl PolicyPool {
                 self.give_back(lua, epoch);
                 Ok(Some(value))
             }
-            // A state whose call failed may hold half-updated globals; it is
-            // not reused.
-            Ok(Err(err)) => Err(handler_error(err)),
+            // A raised error is an ordinary outcome (`kumo.reject`, a
+            // refused login): the coroutine that raised is finished and the
+            // state is as reusable as after a success, so it goes back
+            // rather than costing the next caller a policy reload.
+            Ok(Err(err)) => {
+                self.give_back(lua, epoch);
+                Err(handler_error(err))
+            }
+            // A call cut off mid-await may leave its coroutine suspended:
+            // that state is not reused.
             Err(_) => Err(PolicyError::Timeout {
                 event: event.name,
                 timeout,

@@ -195,3 +195,23 @@ fn require_finds_modules_beside_the_policy() {
     );
     PolicyPool::new(PolicyLoader::new(path, vec![]), 1, Duration::from_secs(1)).unwrap();
 }
+
+#[tokio::test]
+async fn a_raising_handler_does_not_cost_a_policy_reload() {
+    let dir = tempfile::tempdir().unwrap();
+    let loads = dir.path().join("loads.txt");
+    let code = format!(
+        "local f = assert(io.open('{}', 'a')); f:write('load\\n'); f:close()\n{TABLE_POLICY}",
+        loads.display()
+    );
+    let path = write_policy(&dir, &code);
+    let pool = PolicyPool::new(PolicyLoader::new(path, vec![]), 1, Duration::from_secs(2)).unwrap();
+    for _ in 0..3 {
+        assert!(pool.call(&CHECK, args("scott", "raise")).await.is_err());
+        assert_eq!(
+            pool.call(&CHECK, args("scott", "tiger")).await.unwrap(),
+            Some(LuaAuthResult::Bool(true))
+        );
+    }
+    assert_eq!(std::fs::read_to_string(&loads).unwrap().lines().count(), 1);
+}
