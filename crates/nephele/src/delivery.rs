@@ -1,7 +1,8 @@
-//! One delivery attempt: Maildir now, SMTP later.
+//! One delivery attempt: into a Maildir, or by SMTP (see [`crate::smtp`]).
 
 use crate::logs::Response;
 use crate::queue_config::{DeliveryProtocol, QueueConfig};
+use crate::smtp::{SmtpDeliverer, Via};
 use maildir::Maildir;
 use message::Message;
 use std::path::Path;
@@ -17,13 +18,28 @@ pub enum Outcome {
     Delivered(Response),
     /// Try again later.
     Transient(Response),
-    /// Give up (bounce). Produced by SMTP `5xx` answers (a later issue).
-    #[allow(dead_code)]
+    /// Give up (bounce): an SMTP `5xx`, or every destination prohibited.
     Permanent(Response),
 }
 
-/// Try once to deliver `message` as `config` says.
-pub async fn attempt(config: &QueueConfig, message: &Message) -> Outcome {
+/// Try once to deliver `message` (for `domain`) as `config` says.
+pub async fn attempt(
+    config: &QueueConfig,
+    domain: &str,
+    message: &Message,
+    smtp: &SmtpDeliverer,
+) -> (Outcome, Via) {
+    let hosts = match &config.protocol {
+        Some(DeliveryProtocol::MaildirPath(_)) => {
+            return (attempt_maildir(config, message).await, Via::default())
+        }
+        Some(DeliveryProtocol::Smtp(protocol)) => protocol.mx_list.as_slice(),
+        None => &[],
+    };
+    smtp.deliver(config, domain, hosts, message).await
+}
+
+async fn attempt_maildir(config: &QueueConfig, message: &Message) -> Outcome {
     match &config.protocol {
         Some(DeliveryProtocol::MaildirPath(path)) => {
             let path = path.clone();
@@ -43,11 +59,7 @@ pub async fn attempt(config: &QueueConfig, message: &Message) -> Outcome {
                 )),
             }
         }
-        Some(DeliveryProtocol::Smtp(_)) | None => Outcome::Transient(Response::new(
-            451,
-            (4, 3, 0),
-            "smtp delivery not implemented yet",
-        )),
+        Some(DeliveryProtocol::Smtp(_)) | None => unreachable!("only called for maildir_path"),
     }
 }
 

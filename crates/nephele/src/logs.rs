@@ -95,6 +95,12 @@ pub struct LogRecord {
     pub created: u64,
     /// Delivery attempts made so far.
     pub num_attempts: u32,
+    /// SMTP: the destination `ip:port`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub peer_address: Option<String>,
+    /// SMTP: the egress source's name.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub egress_source: Option<String>,
 }
 
 fn epoch_seconds(time: SystemTime) -> u64 {
@@ -124,7 +130,16 @@ impl LogRecord {
             timestamp: epoch_seconds(SystemTime::now()),
             created: epoch_seconds(message.created()),
             num_attempts,
+            peer_address: None,
+            egress_source: None,
         }
+    }
+
+    /// Add where an SMTP attempt went.
+    pub fn via(mut self, peer_address: Option<String>, egress_source: Option<String>) -> Self {
+        self.peer_address = peer_address;
+        self.egress_source = egress_source;
+        self
     }
 }
 

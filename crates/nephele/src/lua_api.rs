@@ -1,5 +1,6 @@
 //! nephele's Lua functions (`kumo.define_spool`, `kumo.configure_local_logs`,
-//! `kumo.start_http_listener`, `kumo.make_queue_config`) and its events.
+//! `kumo.start_http_listener`, `kumo.make_queue_config`, and the
+//! `kumo.make_egress_*` functions of [`crate::smtp::egress`]) and its events.
 
 use crate::queue_config::{self, LuaQueueConfig};
 use aaa::AuthInfo;
@@ -178,6 +179,7 @@ pub fn registrar(requests: Arc<InitRequests>) -> ModuleRegistrar {
                 queue_config::parse(lua, value).map(LuaQueueConfig)
             })?,
         )?;
+        crate::smtp::egress::register(lua, &kumo)?;
         Ok(())
     })
 }

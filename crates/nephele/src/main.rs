@@ -10,6 +10,7 @@ mod logs;
 mod lua_api;
 mod queue_config;
 mod queues;
+mod smtp;
 
 use anyhow::Context;
 use clap::Parser;
@@ -202,7 +203,7 @@ async fn run(cli: Cli, set_log_filter: daemon::FilterSetter) -> anyhow::Result<(
                 policy.clone(),
                 committer.clone(),
                 logs.clone(),
-            ));
+            )?);
             requeue(spool.clone(), &queues).await?;
             (Some(committer), Some(queues))
         }

@@ -5,6 +5,7 @@ use crate::delivery::{self, Outcome};
 use crate::logs::{LocalLogger, LogRecord, RecordType, Response};
 use crate::lua_api::GET_QUEUE_CONFIG;
 use crate::queue_config::QueueConfig;
+use crate::smtp::{SmtpDeliverer, Via};
 use message::Message;
 use parking_lot::Mutex;
 use policy::PolicyPool;
@@ -86,6 +87,7 @@ pub struct QueueManager {
     policy: PolicyPool,
     spool: Arc<GroupCommitter>,
     logs: Arc<LocalLogger>,
+    smtp: SmtpDeliverer,
     configs: Mutex<HashMap<String, CachedConfig>>,
     attempt_slots: Semaphore,
     tasks: TaskTracker,
@@ -95,8 +97,13 @@ pub struct QueueManager {
 impl QueueManager {
     /// A manager delivering with `policy`'s queue configurations, removing
     /// finished messages from `spool` and logging to `logs`.
-    pub fn new(policy: PolicyPool, spool: Arc<GroupCommitter>, logs: Arc<LocalLogger>) -> Self {
-        QueueManager {
+    pub fn new(
+        policy: PolicyPool,
+        spool: Arc<GroupCommitter>,
+        logs: Arc<LocalLogger>,
+    ) -> anyhow::Result<Self> {
+        Ok(QueueManager {
+            smtp: SmtpDeliverer::new(policy.clone())?,
             policy,
             spool,
             logs,
@@ -104,7 +111,7 @@ impl QueueManager {
             attempt_slots: Semaphore::new(MAX_CONCURRENT_ATTEMPTS),
             tasks: TaskTracker::new(),
             shutdown: CancellationToken::new(),
-        }
+        })
     }
 
     /// Take a spooled message into its queue. `num_attempts` is 0 for a new
@@ -168,8 +175,22 @@ impl QueueManager {
         response: Response,
         attempts: u32,
     ) {
-        self.logs
-            .log(LogRecord::new(kind, message, &key.name, response, attempts));
+        self.record_via(kind, message, key, response, attempts, Via::default());
+    }
+
+    fn record_via(
+        &self,
+        kind: RecordType,
+        message: &Message,
+        key: &QueueKey,
+        response: Response,
+        attempts: u32,
+        via: Via,
+    ) {
+        self.logs.log(
+            LogRecord::new(kind, message, &key.name, response, attempts)
+                .via(via.peer_address, via.egress_source),
+        );
     }
 
     /// Done with a message: forget it in the spool.
@@ -236,33 +257,34 @@ impl QueueManager {
         config: &QueueConfig,
         attempts: &mut u32,
     ) -> Option<Duration> {
-        let outcome = {
+        let (outcome, via) = {
             let _slot = self.attempt_slots.acquire().await.ok()?;
-            delivery::attempt(config, message).await
+            delivery::attempt(config, &key.domain, message, &self.smtp).await
         };
         *attempts += 1;
         let attempts = *attempts;
         match outcome {
             Outcome::Delivered(response) => {
                 info!(attempts, "delivered");
-                self.record(RecordType::Delivery, message, key, response, attempts);
+                self.record_via(RecordType::Delivery, message, key, response, attempts, via);
                 self.finish(message);
                 None
             }
             Outcome::Permanent(response) => {
                 info!(attempts, response = %response.content, "bounced");
-                self.record(RecordType::Bounce, message, key, response, attempts);
+                self.record_via(RecordType::Bounce, message, key, response, attempts, via);
                 self.finish(message);
                 None
             }
             Outcome::Transient(response) => {
                 debug!(attempts, response = %response.content, "attempt failed");
-                self.record(
+                self.record_via(
                     RecordType::TransientFailure,
                     message,
                     key,
                     response,
                     attempts,
+                    via,
                 );
                 Some(config.delay_after(attempts))
             }

@@ -98,7 +98,7 @@ fn max_age_expires_an_undeliverable_message() {
 }
 
 #[test]
-fn smtp_queues_fail_transiently_for_now() {
+fn smtp_to_a_default_prohibited_host_bounces() {
     let ws = Workspace::new(&format!(
         "{POLICY_INIT}
 kumo.on('get_queue_config', function()
@@ -110,14 +110,13 @@ end)"
         inject(&daemon, &one_message(), &[]).json()["success_count"],
         1
     );
-    let failure = wait_for("a TransientFailure", WAIT_TIMEOUT, || {
-        ws.records_of("TransientFailure").into_iter().next()
+    // Loopback is in the default prohibited_hosts (as in KumoMTA).
+    let bounce = wait_for("a Bounce", WAIT_TIMEOUT, || {
+        ws.records_of("Bounce").into_iter().next()
     });
-    assert_eq!(
-        failure["response"]["content"],
-        "smtp delivery not implemented yet"
-    );
-    assert_eq!(failure["response"]["code"], 451);
+    let content = bounce["response"]["content"].as_str().unwrap();
+    assert!(content.contains("prohibited_hosts"), "{bounce}");
+    assert_eq!(bounce["response"]["code"], 550);
     daemon.stop();
 }
 

@@ -6,9 +6,12 @@
 //! of bytes it used, or a [`Socks5Error`] that knows which reply, if any, to
 //! send before closing. Encoders append to a caller-owned `Vec<u8>` so a
 //! session can reuse one buffer. This crate owns no sockets, no timeouts and
-//! knows nothing of Lua or tokio.
+//! knows nothing of Lua; the optional `tokio` feature adds [`client`], an
+//! async client handshake that only moves this codec's bytes.
 
 mod address;
+#[cfg(feature = "tokio")]
+pub mod client;
 mod error;
 mod greeting;
 mod reply;

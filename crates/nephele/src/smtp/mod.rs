@@ -1,0 +1,226 @@
+//! SMTP delivery: pick an egress source (pool, source and path from the
+//! policy, evaluated for every connection so a config epoch bump applies to
+//! the next one), connect directly or through a SOCKS5 proxy, and run one
+//! transaction. Proxy failures and destination failures get distinct
+//! response texts so the log records tell them apart.
+
+pub mod client;
+pub mod egress;
+mod session;
+
+use crate::delivery::Outcome;
+use crate::logs::Response;
+use crate::queue_config::QueueConfig;
+use egress::{
+    EgressPath, EgressSource, GET_EGRESS_PATH_CONFIG, GET_EGRESS_POOL, GET_EGRESS_SOURCE,
+};
+use message::Message;
+use policy::PolicyPool;
+use std::hash::{BuildHasher, Hasher};
+use std::net::SocketAddr;
+
+/// Where an attempt went, for the log record.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Via {
+    /// The destination `ip:port` of the last connection tried.
+    pub peer_address: Option<String>,
+    /// The egress source's name.
+    pub egress_source: Option<String>,
+}
+
+/// What SMTP delivery needs from the daemon.
+pub struct SmtpDeliverer {
+    policy: PolicyPool,
+    tls: tls::TlsConnector,
+    hostname: String,
+}
+
+impl SmtpDeliverer {
+    /// A deliverer asking `policy` for egress configuration.
+    pub fn new(policy: PolicyPool) -> anyhow::Result<Self> {
+        let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .map(|name| name.trim().to_owned())
+            .ok()
+            .filter(|name| !name.is_empty())
+            .unwrap_or_else(|| "localhost".to_owned());
+        Ok(SmtpDeliverer {
+            policy,
+            // Opportunistic TLS cannot verify (as KumoMTA's default).
+            tls: tls::connector(tls::ClientTrust::AcceptAny)?,
+            hostname,
+        })
+    }
+
+    /// One delivery attempt of `message` to `hosts` (`host[:port]`).
+    pub async fn deliver(
+        &self,
+        config: &QueueConfig,
+        domain: &str,
+        hosts: &[String],
+        message: &Message,
+    ) -> (Outcome, Via) {
+        let mut via = Via::default();
+        let source = match self.egress_source(config).await {
+            Ok(source) => source,
+            Err(text) => return (transient((4, 3, 0), text), via),
+        };
+        via.egress_source = Some(source.name.clone());
+        if hosts.is_empty() {
+            return (
+                transient(
+                    (4, 4, 4),
+                    format!("no mx_list for {domain} and MX lookup is not implemented"),
+                ),
+                via,
+            );
+        }
+        let site = hosts.join(",");
+        let args = (domain.to_owned(), source.name.clone(), site.clone());
+        let path = match self.policy.call(&GET_EGRESS_PATH_CONFIG, args).await {
+            Ok(Some(Some(path))) => path.0,
+            Ok(_) => EgressPath::default(),
+            Err(err) => {
+                let text = crate::policy_error_text(&err);
+                return (
+                    transient((4, 3, 0), format!("get_egress_path_config failed: {text}")),
+                    via,
+                );
+            }
+        };
+        let addresses = match resolve(hosts).await {
+            Ok(addresses) => addresses,
+            Err(text) => return (transient((4, 4, 4), text), via),
+        };
+        let allowed: Vec<SocketAddr> = addresses
+            .iter()
+            .copied()
+            .filter(|addr| !path.is_prohibited(addr.ip()))
+            .collect();
+        if allowed.is_empty() {
+            return (
+                Outcome::Permanent(Response::new(
+                    550,
+                    (5, 4, 4),
+                    format!("every destination of {site} is in prohibited_hosts: {addresses:?}"),
+                )),
+                via,
+            );
+        }
+        let mut last = None;
+        for addr in allowed {
+            via.peer_address = Some(addr.to_string());
+            let session = session::Session {
+                source: &source,
+                path: &path,
+                tls: &self.tls,
+                ehlo_name: source.ehlo_domain.as_deref().unwrap_or(&self.hostname),
+                host: hosts_host(hosts, addr),
+            };
+            match session.deliver(addr, message).await {
+                // A connection-level failure moves on to the next host.
+                Err(session::Failure::Connect(response)) => last = Some(response),
+                Err(session::Failure::Transaction(outcome)) => return (outcome, via),
+                Ok(response) => return (Outcome::Delivered(response), via),
+            }
+        }
+        let response = last.expect("at least one address was tried");
+        (Outcome::Transient(response), via)
+    }
+
+    async fn egress_source(&self, config: &QueueConfig) -> Result<EgressSource, String> {
+        let Some(pool_name) = &config.egress_pool else {
+            return Ok(EgressSource::unspecified());
+        };
+        let pool = match self.policy.call(&GET_EGRESS_POOL, pool_name.clone()).await {
+            Ok(Some(Some(pool))) => pool.0,
+            Ok(_) => return Err(format!("get_egress_pool({pool_name:?}) returned nothing")),
+            Err(err) => {
+                let text = crate::policy_error_text(&err);
+                return Err(format!("get_egress_pool failed: {text}"));
+            }
+        };
+        let roll = std::collections::hash_map::RandomState::new()
+            .build_hasher()
+            .finish();
+        let entry = pool
+            .pick(roll)
+            .ok_or_else(|| format!("egress pool {pool_name:?} has no usable entry"))?;
+        match self
+            .policy
+            .call(&GET_EGRESS_SOURCE, entry.name.clone())
+            .await
+        {
+            Ok(Some(Some(source))) => Ok(source.0),
+            Ok(_) => Err(format!(
+                "get_egress_source({:?}) returned nothing",
+                entry.name
+            )),
+            Err(err) => {
+                let text = crate::policy_error_text(&err);
+                Err(format!("get_egress_source failed: {text}"))
+            }
+        }
+    }
+}
+
+fn transient(enhanced: (u8, u16, u16), text: impl Into<String>) -> Outcome {
+    Outcome::Transient(Response::new(451, enhanced, text))
+}
+
+/// The host name of the entry `addr` came from (for TLS SNI), else its IP.
+fn hosts_host(hosts: &[String], addr: SocketAddr) -> String {
+    for host in hosts {
+        let (name, _) = split_host_port(host);
+        if name.parse::<std::net::IpAddr>().is_err() {
+            return name.to_owned();
+        }
+    }
+    addr.ip().to_string()
+}
+
+/// `host:port`, `[v6]:port`, `v6` or `host` (port 25).
+fn split_host_port(entry: &str) -> (&str, u16) {
+    if let Some(rest) = entry.strip_prefix('[') {
+        if let Some((host, port)) = rest.split_once("]:") {
+            return (host, port.parse().unwrap_or(25));
+        }
+        return (rest.trim_end_matches(']'), 25);
+    }
+    match entry.rsplit_once(':') {
+        Some((host, port)) if !host.contains(':') => (host, port.parse().unwrap_or(25)),
+        _ => (entry, 25),
+    }
+}
+
+async fn resolve(hosts: &[String]) -> Result<Vec<SocketAddr>, String> {
+    let mut addresses = Vec::new();
+    let mut errors = Vec::new();
+    for entry in hosts {
+        let (host, port) = split_host_port(entry);
+        match tokio::net::lookup_host((host, port)).await {
+            Ok(found) => addresses.extend(found),
+            Err(err) => errors.push(format!("{entry}: {err}")),
+        }
+    }
+    if addresses.is_empty() {
+        return Err(format!(
+            "resolving {}: {}",
+            hosts.join(","),
+            errors.join("; ")
+        ));
+    }
+    Ok(addresses)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn host_port_forms() {
+        assert_eq!(split_host_port("127.0.0.1:2525"), ("127.0.0.1", 2525));
+        assert_eq!(split_host_port("mx.example"), ("mx.example", 25));
+        assert_eq!(split_host_port("[::1]:26"), ("::1", 26));
+        assert_eq!(split_host_port("::1"), ("::1", 25));
+    }
+}

@@ -1,0 +1,234 @@
+//! One connection and transaction: TCP (bound to the source address) or a
+//! SOCKS5 tunnel (RFC 1929 login, BIND to the proxy source address,
+//! CONNECT), then banner, EHLO, STARTTLS, MAIL, RCPT, DATA, QUIT.
+
+use super::client::{dot_stuff, SmtpConnection, SmtpError, SmtpReply};
+use super::egress::{EgressPath, EgressSource, EnableTls};
+use crate::delivery::Outcome;
+use crate::logs::Response;
+use message::Message;
+use socks5::client::{socks5_handshake, Credentials, HandshakeError};
+use socks5::TargetAddr;
+use std::net::{IpAddr, SocketAddr};
+use tokio::net::{TcpSocket, TcpStream};
+
+/// How a session failed.
+pub enum Failure {
+    /// Could not get a usable SMTP connection (proxy or TCP); the next
+    /// host may be tried.
+    Connect(Response),
+    /// The destination answered; this is the attempt's outcome.
+    Transaction(Outcome),
+}
+
+/// Everything one session needs.
+pub struct Session<'a> {
+    pub source: &'a EgressSource,
+    pub path: &'a EgressPath,
+    pub tls: &'a tls::TlsConnector,
+    pub ehlo_name: &'a str,
+    /// The name presented for TLS.
+    pub host: String,
+}
+
+impl Session<'_> {
+    /// Connect to `addr` and deliver `message`.
+    pub async fn deliver(&self, addr: SocketAddr, message: &Message) -> Result<Response, Failure> {
+        let conn = self.connect(addr).await.map_err(Failure::Connect)?;
+        let mut conn = self
+            .greet(conn, addr)
+            .await
+            .map_err(|err| self.failed(addr, err))?;
+        let result = self.transaction(&mut conn, message).await;
+        conn.quit().await;
+        let reply = result.map_err(|err| self.failed(addr, err))?;
+        Ok(reply_response(
+            &reply,
+            format!("{} {} (from {addr})", reply.code, reply.text),
+        ))
+    }
+
+    fn failed(&self, addr: SocketAddr, err: SmtpError) -> Failure {
+        match err {
+            SmtpError::Rejected { stage, reply } => {
+                let text = format!("{addr} answered {stage} with {} {}", reply.code, reply.text);
+                let response = reply_response(&reply, text);
+                if reply.code >= 500 {
+                    Failure::Transaction(Outcome::Permanent(response))
+                } else {
+                    Failure::Transaction(Outcome::Transient(response))
+                }
+            }
+            other => Failure::Transaction(Outcome::Transient(Response::new(
+                451,
+                (4, 4, 2),
+                format!("destination {addr}: {other}"),
+            ))),
+        }
+    }
+
+    async fn connect(&self, addr: SocketAddr) -> Result<SmtpConnection, Response> {
+        let timeout = self.path.connect_timeout;
+        let Some(proxy) = self.source.socks5_proxy_server else {
+            let work = connect_from(self.source.source_address, addr);
+            let stream = tokio::time::timeout(timeout, work)
+                .await
+                .map_err(|_| {
+                    Response::new(
+                        451,
+                        (4, 4, 1),
+                        format!("connecting to {addr}: timed out after {timeout:?}"),
+                    )
+                })?
+                .map_err(|err| {
+                    Response::new(451, (4, 4, 1), format!("connecting to {addr}: {err}"))
+                })?;
+            return Ok(SmtpConnection::new(Box::new(stream), Vec::new()));
+        };
+        let password = match &self.source.socks5_proxy_password {
+            Some(key) => match key.load() {
+                Ok(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
+                Err(err) => {
+                    return Err(Response::new(
+                        451,
+                        (4, 3, 0),
+                        format!(
+                            "loading socks5_proxy_password ({}): {err:#}",
+                            key.describe()
+                        ),
+                    ))
+                }
+            },
+            None => String::new(),
+        };
+        let credentials = self
+            .source
+            .socks5_proxy_username
+            .as_deref()
+            .map(|user| Credentials {
+                user,
+                pass: &password,
+            });
+        let bind = self
+            .source
+            .socks5_proxy_source_address
+            .map(|ip| SocketAddr::new(ip, 0));
+        let work = async {
+            let mut stream = TcpStream::connect(proxy)
+                .await
+                .map_err(|err| format!("connecting to proxy {proxy}: {err}"))?;
+            let _ = stream.set_nodelay(true);
+            let connected = socks5_handshake(&mut stream, &TargetAddr::Ip(addr), credentials, bind)
+                .await
+                .map_err(|err| describe_proxy_error(&err, proxy, addr, &credentials))?;
+            Ok::<_, String>(SmtpConnection::new(Box::new(stream), connected.pending))
+        };
+        match tokio::time::timeout(timeout, work).await {
+            Ok(Ok(conn)) => Ok(conn),
+            Ok(Err(text)) => Err(Response::new(451, (4, 4, 1), text)),
+            Err(_) => Err(Response::new(
+                451,
+                (4, 4, 1),
+                format!("proxy {proxy}: no tunnel to {addr} within {timeout:?}"),
+            )),
+        }
+    }
+
+    /// Banner, EHLO, and STARTTLS as `enable_tls` says.
+    async fn greet(
+        &self,
+        mut conn: SmtpConnection,
+        addr: SocketAddr,
+    ) -> Result<SmtpConnection, SmtpError> {
+        let timeout = self.path.ehlo_timeout;
+        conn.expect_positive("banner", timeout).await?;
+        let ehlo = format!("EHLO {}\r\n", self.ehlo_name);
+        let reply = conn.command("EHLO", ehlo.as_bytes(), timeout).await?;
+        let offers_tls = reply
+            .text
+            .split(' ')
+            .any(|word| word.eq_ignore_ascii_case("STARTTLS"));
+        let want = match self.path.enable_tls {
+            EnableTls::Disabled => false,
+            EnableTls::Opportunistic => offers_tls,
+            EnableTls::Required if !offers_tls => {
+                return Err(SmtpError::Tls(format!(
+                    "enable_tls is Required but {addr} does not offer STARTTLS"
+                )))
+            }
+            EnableTls::Required => true,
+        };
+        if !want {
+            return Ok(conn);
+        }
+        let timeout = self.path.starttls_timeout;
+        conn.command("STARTTLS", b"STARTTLS\r\n", timeout).await?;
+        let mut conn = conn.start_tls(self.tls, &self.host, timeout).await?;
+        conn.command("EHLO", ehlo.as_bytes(), self.path.ehlo_timeout)
+            .await?;
+        Ok(conn)
+    }
+
+    async fn transaction(
+        &self,
+        conn: &mut SmtpConnection,
+        message: &Message,
+    ) -> Result<SmtpReply, SmtpError> {
+        let path = self.path;
+        let mail = format!("MAIL FROM:<{}>\r\n", message.sender().email());
+        conn.command("MAIL FROM", mail.as_bytes(), path.mail_from_timeout)
+            .await?;
+        let rcpt = format!("RCPT TO:<{}>\r\n", message.recipient().email());
+        conn.command("RCPT TO", rcpt.as_bytes(), path.rcpt_to_timeout)
+            .await?;
+        conn.command("DATA", b"DATA\r\n", path.data_timeout).await?;
+        let content = dot_stuff(message.data());
+        conn.command("end of data", &content, path.data_dot_timeout)
+            .await
+    }
+}
+
+fn reply_response(reply: &SmtpReply, content: String) -> Response {
+    let class = (reply.code / 100) as u8;
+    let enhanced = reply.enhanced.unwrap_or((class, 0, 0));
+    Response::new(reply.code, enhanced, content)
+}
+
+/// The response text for a failed SOCKS5 handshake: a refused login, a
+/// refused request and an unreachable destination read differently.
+fn describe_proxy_error(
+    err: &HandshakeError,
+    proxy: SocketAddr,
+    dest: SocketAddr,
+    credentials: &Option<Credentials<'_>>,
+) -> String {
+    let user = credentials.map(|c| c.user).unwrap_or("");
+    match err {
+        HandshakeError::AuthRejected => {
+            format!("proxy {proxy} refused the login for user {user:?}")
+        }
+        HandshakeError::Refused { command, code } => format!(
+            "proxy {proxy} refused the {command} request for {dest} (reply code {:02})",
+            code.code()
+        ),
+        HandshakeError::DestinationUnreachable(code) => format!(
+            "destination {dest} refused or unreachable through proxy {proxy} (reply code {:02})",
+            code.code()
+        ),
+        other => format!("proxy {proxy}: {other}"),
+    }
+}
+
+async fn connect_from(source: Option<IpAddr>, addr: SocketAddr) -> std::io::Result<TcpStream> {
+    let socket = if addr.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        TcpSocket::new_v6()?
+    };
+    if let Some(ip) = source {
+        socket.bind(SocketAddr::new(ip, 0))?;
+    }
+    let stream = socket.connect(addr).await?;
+    let _ = stream.set_nodelay(true);
+    Ok(stream)
+}
