@@ -354,33 +354,56 @@ pub async fn serve_client(
     ctx: &ListenerContext,
 ) {
     // TCP_NODELAY and keepalive are inherited from the listening socket.
-    let Some(acceptor) = &ctx.tls else {
-        let Some((client, connected)) = handshake(client, peer, local, ctx).await else {
-            return;
-        };
-        let counters = relay_counters(ctx);
-        let outcome = if ctx.params.use_splice {
-            relay::relay_splice(
-                &client,
-                &connected.dest,
-                &ctx.pipes,
-                &ctx.buffers,
-                &counters,
-                ctx.params.idle_timeout,
-            )
-            .await
-        } else {
-            relay::relay_tcp_copy(
-                &client,
-                &connected.dest,
-                &ctx.buffers,
-                &counters,
-                ctx.params.idle_timeout,
-            )
-            .await
-        };
-        return report_relay(outcome, peer, ctx);
+    match &ctx.tls {
+        None => serve_plain(client, peer, local, ctx).await,
+        // Boxed so the TLS session state does not enlarge every plain
+        // session's task (held tunnels are counted in KiB).
+        Some(acceptor) => Box::pin(serve_tls(client, acceptor, peer, local, ctx)).await,
+    }
+}
+
+async fn serve_plain(
+    client: TcpStream,
+    peer: SocketAddr,
+    local: SocketAddr,
+    ctx: &ListenerContext,
+) {
+    // The handshake's state (Lua call, resolution, connect) is boxed and
+    // freed once it ends, so a long-lived relay keeps only its own state.
+    let Some((client, connected)) = Box::pin(handshake(client, peer, local, ctx)).await else {
+        return;
     };
+    let counters = relay_counters(ctx);
+    let outcome = if ctx.params.use_splice {
+        relay::relay_splice(
+            &client,
+            &connected.dest,
+            &ctx.pipes,
+            &ctx.buffers,
+            &counters,
+            ctx.params.idle_timeout,
+        )
+        .await
+    } else {
+        relay::relay_tcp_copy(
+            &client,
+            &connected.dest,
+            &ctx.buffers,
+            &counters,
+            ctx.params.idle_timeout,
+        )
+        .await
+    };
+    report_relay(outcome, peer, ctx);
+}
+
+async fn serve_tls(
+    client: TcpStream,
+    acceptor: &tls::TlsAcceptor,
+    peer: SocketAddr,
+    local: SocketAddr,
+    ctx: &ListenerContext,
+) {
     // The TLS handshake is bounded like every other step: a client that
     // sends a few bytes and stalls must not hold the connection.
     let client = match tokio::time::timeout(ctx.params.timeout, acceptor.accept(client)).await {
@@ -398,7 +421,7 @@ pub async fn serve_client(
             return;
         }
     };
-    let Some((client, connected)) = handshake(client, peer, local, ctx).await else {
+    let Some((client, connected)) = Box::pin(handshake(client, peer, local, ctx)).await else {
         return;
     };
     let outcome = relay::relay_copy(
