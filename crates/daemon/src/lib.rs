@@ -114,12 +114,6 @@ impl ShutdownSignals {
     }
 }
 
-/// Wait for SIGTERM or SIGINT (handlers installed now).
-pub async fn wait_for_signal() -> std::io::Result<()> {
-    ShutdownSignals::install()?.wait().await;
-    Ok(())
-}
-
 /// Raise the soft open-files limit to the hard limit (servers hold many
 /// sockets and files).
 pub fn raise_fd_limit() {
