@@ -94,6 +94,18 @@ impl Default for AuthFailureLimitSetting {
 }
 
 impl AuthFailureLimitSetting {
+    /// A fresh limiter for this setting, or `None` when disabled.
+    pub fn limiter(&self) -> Option<aaa::FailureLimiter> {
+        self.limit().map(|limit| {
+            aaa::FailureLimiter::new(
+                limit.max_failures,
+                limit.period,
+                limit.block_for,
+                aaa::DEFAULT_MAX_TRACKED_IPS,
+            )
+        })
+    }
+
     /// The limit in force, or `None` when disabled.
     pub fn limit(&self) -> Option<AuthFailureLimit> {
         match self {

@@ -5,7 +5,7 @@ use crate::access::check_access;
 use crate::authenticator::{Authenticator, AUTH_CACHE_TTL};
 use crate::endpoints;
 use crate::params::HttpListenerParams;
-use aaa::{AclMap, FailureLimiter, DEFAULT_MAX_TRACKED_IPS};
+use aaa::{AclMap, FailureLimiter};
 use anyhow::Context;
 use axum::extract::DefaultBodyLimit;
 use axum::http::StatusCode;
@@ -222,14 +222,7 @@ impl ListenerState {
         services: Arc<HttpServices>,
         local_addr: SocketAddr,
     ) -> Self {
-        let failure_limiter = params.auth_failure_limit.limit().map(|limit| {
-            FailureLimiter::new(
-                limit.max_failures,
-                limit.period,
-                limit.block_for,
-                DEFAULT_MAX_TRACKED_IPS,
-            )
-        });
+        let failure_limiter = params.auth_failure_limit.limiter();
         ListenerState {
             aaa: AaaContext::of(&services.policy),
             authenticator: Authenticator::new(services.policy.clone(), AUTH_CACHE_TTL),

@@ -1,5 +1,6 @@
 //! The parameters of `proxy.start_proxy_listener { ... }`.
 
+pub use http_listener::AuthFailureLimitSetting;
 use policy::{deserialize_duration, KeySource};
 use serde::Deserialize;
 use std::net::SocketAddr;
@@ -96,65 +97,6 @@ impl Default for TcpKeepaliveParams {
     }
 }
 
-/// `auth_failure_limit`: a table, or `false` to disable.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(untagged)]
-pub enum AuthFailureLimitSetting {
-    /// `false` (disabled) or `true` (the defaults).
-    Enabled(bool),
-    /// Explicit limits.
-    Limit(AuthFailureLimit),
-}
-
-impl Default for AuthFailureLimitSetting {
-    fn default() -> Self {
-        AuthFailureLimitSetting::Enabled(true)
-    }
-}
-
-impl AuthFailureLimitSetting {
-    /// The limit in force, or `None` when disabled.
-    pub fn limit(&self) -> Option<AuthFailureLimit> {
-        match self {
-            AuthFailureLimitSetting::Enabled(false) => None,
-            AuthFailureLimitSetting::Enabled(true) => Some(AuthFailureLimit::default()),
-            AuthFailureLimitSetting::Limit(limit) => Some(limit.clone()),
-        }
-    }
-}
-
-/// Failures from one client IP within `period` beyond `max_failures`
-/// block that IP's logins for `block_for`.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct AuthFailureLimit {
-    /// Failures tolerated within `period`.
-    #[serde(default = "default_max_failures")]
-    pub max_failures: u32,
-    /// The sliding window failures are counted in.
-    #[serde(
-        default = "default_failure_period",
-        deserialize_with = "deserialize_duration"
-    )]
-    pub period: Duration,
-    /// How long an IP stays blocked.
-    #[serde(
-        default = "default_block_for",
-        deserialize_with = "deserialize_duration"
-    )]
-    pub block_for: Duration,
-}
-
-impl Default for AuthFailureLimit {
-    fn default() -> Self {
-        AuthFailureLimit {
-            max_failures: default_max_failures(),
-            period: default_failure_period(),
-            block_for: default_block_for(),
-        }
-    }
-}
-
 impl ProxyListenerParams {
     /// Parameters for the legacy command line (`--listen`): no policy, no auth.
     pub fn legacy(listen: SocketAddr, use_splice: bool, timeout: Duration) -> Self {
@@ -209,24 +151,20 @@ impl ProxyListenerParams {
                 self.listen
             );
         }
+        if let Some(limit) = self.auth_failure_limit.limit() {
+            if limit.period.is_zero() || limit.block_for.is_zero() {
+                anyhow::bail!(
+                    "listener {}: auth_failure_limit period and block_for must be greater than zero",
+                    self.listen
+                );
+            }
+        }
         Ok(())
     }
 }
 
 fn default_hostname() -> String {
-    let mut buf = [0u8; 256];
-    // SAFETY: the buffer is valid for its whole length; gethostname
-    // NUL-terminates within it on success.
-    let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
-    if rc == 0 {
-        let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
-        if let Ok(name) = std::str::from_utf8(&buf[..end]) {
-            if !name.is_empty() {
-                return name.to_owned();
-            }
-        }
-    }
-    "localhost".to_owned()
+    http_listener::default_hostname()
 }
 
 fn default_true() -> bool {
@@ -249,13 +187,4 @@ fn default_keepalive_interval() -> Duration {
 }
 fn default_keepalive_retries() -> u32 {
     3
-}
-fn default_max_failures() -> u32 {
-    10
-}
-fn default_failure_period() -> Duration {
-    Duration::from_secs(60)
-}
-fn default_block_for() -> Duration {
-    Duration::from_secs(300)
 }

@@ -4,7 +4,7 @@ use crate::config::ProxyListenerParams;
 use crate::metrics::{ListenerMetrics, ProxyMetrics};
 use crate::relay::{BufferPool, PipePool};
 use crate::session::serve_client;
-use aaa::{FailureLimiter, DEFAULT_MAX_TRACKED_IPS};
+use aaa::FailureLimiter;
 use anyhow::Context;
 use policy::{AaaContext, PolicyPool};
 use std::net::SocketAddr;
@@ -62,14 +62,7 @@ impl ProxyListener {
         let local_addr = listener.local_addr()?;
         info!(tls = tls.is_some(), "proxy listener on {local_addr}");
         let slots = Arc::new(Semaphore::new(params.max_connections));
-        let failure_limiter = params.auth_failure_limit.limit().map(|limit| {
-            FailureLimiter::new(
-                limit.max_failures,
-                limit.period,
-                limit.block_for,
-                DEFAULT_MAX_TRACKED_IPS,
-            )
-        });
+        let failure_limiter = params.auth_failure_limit.limiter();
         let ctx = Arc::new(ListenerContext {
             aaa: policy.as_ref().and_then(AaaContext::of),
             failure_limiter,

@@ -42,6 +42,29 @@ fn misspelled_listener_key_fails_start_naming_the_key() {
 }
 
 #[test]
+fn bad_nested_keys_fail_start_naming_the_problem() {
+    let finished =
+        ProxyCommand::with_policy(&policy("auth_failure_limit = { max_failure = 3 }", None))
+            .run_to_exit();
+    assert_start_fails(
+        &finished,
+        &["max_failure"],
+        "unknown auth_failure_limit key",
+    );
+    let finished =
+        ProxyCommand::with_policy(&policy("auth_failure_limit = { period = '0s' }", None))
+            .run_to_exit();
+    assert_start_fails(
+        &finished,
+        &["period and block_for must be greater than zero"],
+        "zero period",
+    );
+    let finished =
+        ProxyCommand::with_policy(&policy("tcp_keepalive = { enable = true }", None)).run_to_exit();
+    assert_start_fails(&finished, &["enable"], "unknown tcp_keepalive key");
+}
+
+#[test]
 fn lua_syntax_error_fails_start_with_file_and_line() {
     let text = "local kumo = require 'kumo'\n\
                 kumo.on('proxy_init', function()\n\
