@@ -27,7 +27,15 @@ fn injection_over_https_with_a_generated_certificate() {
     .to_string();
     let reply = curl(
         &https("/api/inject/v1"),
-        &["-k", "-u", "scott:tiger", "-H", "Content-Type: application/json", "--data-binary", &body],
+        &[
+            "-k",
+            "-u",
+            "scott:tiger",
+            "-H",
+            "Content-Type: application/json",
+            "--data-binary",
+            &body,
+        ],
     );
     assert_eq!(reply.status, 200, "{}", reply.body);
     assert_eq!(reply.json()["success_count"], 1, "{}", reply.body);
@@ -39,7 +47,15 @@ fn injection_over_https_with_a_generated_certificate() {
 
     // Plain HTTP to the TLS port gets no HTTP answer.
     let plain = std::process::Command::new("curl")
-        .args(["-s", "--max-time", "10", "-o", "/dev/null", "-w", "%{http_code}"])
+        .args([
+            "-s",
+            "--max-time",
+            "10",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+        ])
         .arg(daemon.url("/api/check-liveness/v1"))
         .output()
         .unwrap();
