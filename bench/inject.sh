@@ -10,8 +10,9 @@
 #   CONNECTIONS=32 DURATION=20 bench/inject.sh
 #   SPOOL_FILES=1 bench/inject.sh   # data and meta in one redb file
 #   DELIVERY=none bench/inject.sh   # no delivery during the run (the queue
-#                                   # is SMTP, answered "not implemented",
-#                                   # retried in an hour): injection alone
+#                                   # is SMTP without mx_list, which fails
+#                                   # for want of MX lookup and is retried
+#                                   # in an hour): injection alone
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."

@@ -12,7 +12,6 @@ use support::*;
 /// A body with a leading-dot line (dot-stuffing) and a trailing space.
 const CONTENT: &str =
     "From: news@example.com\nTo: {{ email }}\nSubject: smtp test\n\n.dot line\nhello \nbye\n";
-const BODY_CRLF: &str = "\r\n\r\n.dot line\r\nhello \r\nbye\r\n";
 
 fn workspace(mx: &str, source: &str) -> Workspace {
     Workspace::new(&format!(
@@ -51,12 +50,14 @@ fn wait_record(ws: &Workspace, kind: &str) -> serde_json::Value {
 fn assert_byte_exact(message: &Received, rcpt: &str) {
     assert_eq!(message.envelope["mail_from"], "news@example.com");
     assert_eq!(message.envelope["rcpt_tos"], json!([rcpt]));
-    let text = String::from_utf8(message.data.clone()).unwrap();
-    assert!(
-        text.ends_with(BODY_CRLF) || format!("{text}\r\n").ends_with(BODY_CRLF),
-        "{text:?}"
+    // nephele stores the rendered content with CRLF line ends and adds no
+    // header, so the expected bytes are known exactly.
+    let expected = CONTENT.replace("{{ email }}", rcpt).replace('\n', "\r\n");
+    assert_eq!(
+        String::from_utf8_lossy(&message.data),
+        expected,
+        "the sink must receive the message byte for byte"
     );
-    assert!(text.contains(&format!("To: {rcpt}\r\n")), "{text:?}");
 }
 
 #[test]
@@ -204,4 +205,52 @@ fn destination_refusal_through_the_proxy_is_its_own_record() {
         "{failure}"
     );
     assert!(!content.contains("refused the login"), "{failure}");
+}
+
+#[test]
+fn one_connection_carries_several_messages_until_an_epoch_bump() {
+    let (ws, _sink, _proxy) = proxied(None, PROXY_PASSWORD);
+    let daemon = ws.start();
+    let sink_dir = ws.dir().join("sink");
+    for (n, email) in ["f1@example.net", "f2@example.net", "f3@example.net"]
+        .iter()
+        .enumerate()
+    {
+        inject_to(&daemon, email);
+        let got = wait_received(&sink_dir, n + 1);
+        assert_byte_exact(&got[n], email);
+    }
+    // One proxy login (one connection) for the three messages.
+    assert_eq!(
+        proxy_calls(ws.dir()).len(),
+        1,
+        "{:?}",
+        proxy_calls(ws.dir())
+    );
+
+    let reply = curl(&daemon.url("/api/admin/bump-config-epoch"), &["-X", "POST"]);
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    inject_to(&daemon, "f4@example.net");
+    wait_received(&sink_dir, 4);
+    // The bump retired the kept connection: a new login.
+    assert_eq!(
+        proxy_calls(ws.dir()).len(),
+        2,
+        "{:?}",
+        proxy_calls(ws.dir())
+    );
+}
+
+#[test]
+fn proxy_acl_refusal_is_its_own_record() {
+    let (ws, _sink, _proxy) = proxied(Some("127.0.0.3"), PROXY_PASSWORD);
+    let daemon = ws.start();
+    inject_to(&daemon, "gil@example.net");
+    let failure = wait_record(&ws, "TransientFailure");
+    let content = failure["response"]["content"].as_str().unwrap();
+    assert!(
+        content.contains("refused the BIND request") && content.contains("reply code 02"),
+        "{failure}"
+    );
+    assert!(received(&ws.dir().join("sink")).is_empty());
 }

@@ -259,6 +259,16 @@ pub struct EgressPath {
         deserialize_with = "deserialize_duration"
     )]
     pub data_dot_timeout: Duration,
+    /// How long an idle connection is kept for the next message from the
+    /// same source to the same site.
+    #[serde(
+        default = "default_idle_timeout",
+        deserialize_with = "deserialize_duration"
+    )]
+    pub idle_timeout: Duration,
+    /// Messages sent over one connection before it is closed.
+    #[serde(default = "default_max_deliveries_per_connection")]
+    pub max_deliveries_per_connection: u32,
     /// Destinations never connected to (a message whose every MX is in it
     /// bounces). KumoMTA's default covers loopback and unspecified.
     #[serde(default = "default_prohibited_hosts")]
@@ -270,6 +280,12 @@ fn default_connect_timeout() -> Duration {
 }
 fn default_step_timeout() -> Duration {
     Duration::from_secs(60)
+}
+fn default_idle_timeout() -> Duration {
+    Duration::from_secs(60)
+}
+fn default_max_deliveries_per_connection() -> u32 {
+    1024
 }
 fn default_data_dot_timeout() -> Duration {
     Duration::from_secs(300)

@@ -1,11 +1,13 @@
 //! SMTP delivery: pick an egress source (pool, source and path from the
 //! policy, evaluated for every connection so a config epoch bump applies to
 //! the next one), connect directly or through a SOCKS5 proxy, and run one
-//! transaction. Proxy failures and destination failures get distinct
+//! transaction, keeping the connection for the next message to the same
+//! site ([`pool`]). Proxy failures and destination failures get distinct
 //! response texts so the log records tell them apart.
 
 pub mod client;
 pub mod egress;
+mod pool;
 mod session;
 
 use crate::delivery::Outcome;
@@ -16,8 +18,11 @@ use egress::{
 };
 use message::Message;
 use policy::PolicyPool;
+use pool::{ConnectionPool, IdleConnection, PoolKey};
+use session::{Failure, Sent, Session};
 use std::hash::{BuildHasher, Hasher};
 use std::net::SocketAddr;
+use std::time::Instant;
 
 /// Where an attempt went, for the log record.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -33,6 +38,7 @@ pub struct SmtpDeliverer {
     policy: PolicyPool,
     tls: tls::TlsConnector,
     hostname: String,
+    pool: ConnectionPool,
 }
 
 impl SmtpDeliverer {
@@ -48,6 +54,7 @@ impl SmtpDeliverer {
             // Opportunistic TLS cannot verify (as KumoMTA's default).
             tls: tls::connector(tls::ClientTrust::AcceptAny)?,
             hostname,
+            pool: ConnectionPool::start(),
         })
     }
 
@@ -60,6 +67,7 @@ impl SmtpDeliverer {
         message: &Message,
     ) -> (Outcome, Via) {
         let mut via = Via::default();
+        let epoch = self.policy.epoch();
         let source = match self.egress_source(config).await {
             Ok(source) => source,
             Err(text) => return (transient((4, 3, 0), text), via),
@@ -87,6 +95,26 @@ impl SmtpDeliverer {
                 );
             }
         };
+        let key = PoolKey {
+            epoch,
+            source: source.name.clone(),
+            site: site.clone(),
+        };
+        let ehlo_name = source.ehlo_domain.as_deref().unwrap_or(&self.hostname);
+        let session = |addr| Session {
+            source: &source,
+            path: &path,
+            tls: &self.tls,
+            ehlo_name,
+            host: hosts_host(hosts, addr),
+        };
+        while let Some(idle) = self.pool.take(&key) {
+            via.peer_address = Some(idle.peer.to_string());
+            if let Some(outcome) = self.send(&session(idle.peer), idle, &key, message).await {
+                return (outcome, via);
+            }
+        }
+
         let addresses = match resolve(hosts).await {
             Ok(addresses) => addresses,
             Err(text) => return (transient((4, 4, 4), text), via),
@@ -109,22 +137,55 @@ impl SmtpDeliverer {
         let mut last = None;
         for addr in allowed {
             via.peer_address = Some(addr.to_string());
-            let session = session::Session {
-                source: &source,
-                path: &path,
-                tls: &self.tls,
-                ehlo_name: source.ehlo_domain.as_deref().unwrap_or(&self.hostname),
-                host: hosts_host(hosts, addr),
-            };
-            match session.deliver(addr, message).await {
+            let session = session(addr);
+            match session.open(addr).await {
                 // A connection-level failure moves on to the next host.
-                Err(session::Failure::Connect(response)) => last = Some(response),
-                Err(session::Failure::Transaction(outcome)) => return (outcome, via),
-                Ok(response) => return (Outcome::Delivered(response), via),
+                Err(Failure::Connect(response)) => last = Some(response),
+                Err(Failure::Transaction(outcome)) => return (outcome, via),
+                Ok(conn) => {
+                    let idle = IdleConnection {
+                        conn,
+                        peer: addr,
+                        deliveries: 0,
+                        expires: Instant::now(),
+                    };
+                    let outcome = self.send(&session, idle, &key, message).await;
+                    let outcome = outcome.unwrap_or_else(|| {
+                        transient((4, 4, 2), format!("{addr} closed the new connection"))
+                    });
+                    return (outcome, via);
+                }
             }
         }
         let response = last.expect("at least one address was tried");
         (Outcome::Transient(response), via)
+    }
+
+    /// Send over `idle`, keeping it in the pool when it may carry more;
+    /// `None` when it turned out dead before anything was sent.
+    async fn send(
+        &self,
+        session: &Session<'_>,
+        mut idle: IdleConnection,
+        key: &PoolKey,
+        message: &Message,
+    ) -> Option<Outcome> {
+        let (outcome, reusable) = match session.send(&mut idle.conn, idle.peer, message).await {
+            Sent::Stale => return None,
+            Sent::Delivered(response) => (Outcome::Delivered(response), true),
+            Sent::Failed { failure, reusable } => match failure {
+                Failure::Connect(response) => (Outcome::Transient(response), reusable),
+                Failure::Transaction(outcome) => (outcome, reusable),
+            },
+        };
+        idle.deliveries += 1;
+        if reusable && idle.deliveries < session.path.max_deliveries_per_connection {
+            idle.expires = Instant::now() + session.path.idle_timeout;
+            self.pool.put(key.clone(), idle);
+        } else {
+            idle.conn.quit().await;
+        }
+        Some(outcome)
     }
 
     async fn egress_source(&self, config: &QueueConfig) -> Result<EgressSource, String> {

@@ -1,6 +1,7 @@
 //! One connection and transaction: TCP (bound to the source address) or a
 //! SOCKS5 tunnel (RFC 1929 login, BIND to the proxy source address,
-//! CONNECT), then banner, EHLO, STARTTLS, MAIL, RCPT, DATA, QUIT.
+//! CONNECT), then banner, EHLO, STARTTLS; and one MAIL, RCPT, DATA
+//! transaction over such a connection.
 
 use super::client::{dot_stuff, SmtpConnection, SmtpError, SmtpReply};
 use super::egress::{EgressPath, EgressSource, EnableTls};
@@ -21,6 +22,22 @@ pub enum Failure {
     Transaction(Outcome),
 }
 
+/// How sending one message over a connection ended.
+pub enum Sent {
+    /// Accepted; the connection may carry another message.
+    Delivered(Response),
+    /// Refused or failed; `reusable` when the connection is still in a
+    /// clean state (after `RSET`).
+    Failed {
+        /// What to record.
+        failure: Failure,
+        /// Whether the connection may be kept.
+        reusable: bool,
+    },
+    /// The connection was dead before anything was sent.
+    Stale,
+}
+
 /// Everything one session needs.
 pub struct Session<'a> {
     pub source: &'a EgressSource,
@@ -32,20 +49,44 @@ pub struct Session<'a> {
 }
 
 impl Session<'_> {
-    /// Connect to `addr` and deliver `message`.
-    pub async fn deliver(&self, addr: SocketAddr, message: &Message) -> Result<Response, Failure> {
+    /// Connect to `addr` (directly or through the proxy) and greet it.
+    pub async fn open(&self, addr: SocketAddr) -> Result<SmtpConnection, Failure> {
         let conn = self.connect(addr).await.map_err(Failure::Connect)?;
-        let mut conn = self
-            .greet(conn, addr)
+        self.greet(conn, addr)
             .await
-            .map_err(|err| self.failed(addr, err))?;
-        let result = self.transaction(&mut conn, message).await;
-        conn.quit().await;
-        let reply = result.map_err(|err| self.failed(addr, err))?;
-        Ok(reply_response(
-            &reply,
-            format!("{} {} (from {addr})", reply.code, reply.text),
-        ))
+            .map_err(|err| self.failed(addr, err))
+    }
+
+    /// Send `message` over `conn` (ready for `MAIL FROM`).
+    pub async fn send(
+        &self,
+        conn: &mut SmtpConnection,
+        addr: SocketAddr,
+        message: &Message,
+    ) -> Sent {
+        match self.transaction(conn, message).await {
+            Ok(reply) => Sent::Delivered(reply_response(
+                &reply,
+                format!("{} {} (from {addr})", reply.code, reply.text),
+            )),
+            // A kept connection the server closed meanwhile: nothing was
+            // sent, so a fresh connection may carry the message.
+            Err(SmtpError::Io {
+                stage: "MAIL FROM", ..
+            })
+            | Err(SmtpError::Closed { stage: "MAIL FROM" }) => Sent::Stale,
+            Err(err) => {
+                let reusable = matches!(err, SmtpError::Rejected { .. })
+                    && conn
+                        .command("RSET", b"RSET\r\n", self.path.mail_from_timeout)
+                        .await
+                        .is_ok();
+                Sent::Failed {
+                    failure: self.failed(addr, err),
+                    reusable,
+                }
+            }
+        }
     }
 
     fn failed(&self, addr: SocketAddr, err: SmtpError) -> Failure {

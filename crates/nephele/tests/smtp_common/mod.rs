@@ -131,7 +131,8 @@ pub fn proxy_bin() -> PathBuf {
 
 /// A proxy policy: one `require_auth` listener; the login handler appends
 /// `username peer_address local_address` to `@DIR@/proxy_calls.txt` and
-/// accepts [`PROXY_USER`]/[`PROXY_PASSWORD`].
+/// accepts [`PROXY_USER`]/[`PROXY_PASSWORD`]; its ACL refuses BIND to
+/// 127.0.0.3 (reply 02).
 pub const PROXY_POLICY: &str = r#"
 local kumo = require 'kumo'
 local proxy = require 'proxy'
@@ -144,6 +145,15 @@ kumo.on('proxy_server_auth_rfc1929', function(username, password, conn_meta)
     tostring(conn_meta.local_address), '\n')
   f:close()
   return username == 'mailer' and password == 'right-password'
+end)
+local deny_bind = kumo.aaa.make_access_control_list {
+  { criteria = { Identity = { Any = {} } }, privilege = 'bind', access = 'Deny' },
+}
+kumo.on('get_acl_definition', function(resource)
+  if resource:match('/source/127%.0%.0%.3$') then
+    return deny_bind
+  end
+  return nil
 end)
 "#;
 
