@@ -7,6 +7,7 @@
 # It starts every server it measures itself, on free loopback ports, and
 # stops only those, by PID. Tunables (environment):
 #   ROUNDS=3 CONN_SECS=5 CONN_WARMUP=1 CONCURRENCY=64 BULK_SECS=5 STREAMS=4
+#   PIN=1 PROXY_CPUS=1 LOAD_CPUS=0 (PIN=0: no CPU pinning)
 #   HOLD_COUNT=2000 BENCH_THREADS= (tokio workers of the load tool; default: cores)
 #   CONFIGS="direct dante microsocks microsocks-auth ours ours-auth ours-nosplice ours-auth-nosplice"
 #   DANTE_AUTH=0   (1: also measure Dante's `username` method; creates and
@@ -71,6 +72,17 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 # Start "$@" in the background with output to $1-named logs; sets BG_PID.
+# Pinning (PIN=1, the default): the proxy under test runs on PROXY_CPUS and
+# the load tool with its echo/discard servers on LOAD_CPUS, so each proxy's
+# own cost decides its rate instead of how the scheduler shares two cores
+# with the load generator. PIN=0 lets everything float.
+ON_PROXY_CPUS=()
+ON_LOAD_CPUS=()
+if [[ "${PIN:-1}" == 1 ]] && command -v taskset >/dev/null 2>&1 && (($(nproc) >= 2)); then
+    ON_PROXY_CPUS=(taskset -c "${PROXY_CPUS:-1}")
+    ON_LOAD_CPUS=(taskset -c "${LOAD_CPUS:-0}")
+fi
+
 start_bg() {
     local name="$1"
     shift
@@ -228,7 +240,7 @@ start_config() {
         else
             write_dante_conf "$file" "$port" none
         fi
-        start_bg "$config" danted -f "$file" -p "$WORK/danted-$port.pid"
+        start_bg "$config" "${ON_PROXY_CPUS[@]}" danted -f "$file" -p "$WORK/danted-$port.pid"
         SERVER_PID="$BG_PID"
         wait_port "$port" "$SERVER_PID" || return 1
         PROXY_ADDR="127.0.0.1:$port"
@@ -236,10 +248,10 @@ start_config() {
     microsocks | microsocks-auth)
         port="$(free_port)"
         if [[ "$config" == microsocks-auth ]]; then
-            start_bg "$config" microsocks -i 127.0.0.1 -p "$port" -u "$AUTH_USER" -P "$AUTH_PASS"
+            start_bg "$config" "${ON_PROXY_CPUS[@]}" microsocks -i 127.0.0.1 -p "$port" -u "$AUTH_USER" -P "$AUTH_PASS"
             CREDS=(--user "$AUTH_USER" --pass "$AUTH_PASS")
         else
-            start_bg "$config" microsocks -i 127.0.0.1 -p "$port"
+            start_bg "$config" "${ON_PROXY_CPUS[@]}" microsocks -i 127.0.0.1 -p "$port"
         fi
         SERVER_PID="$BG_PID"
         wait_port "$port" "$SERVER_PID" || return 1
@@ -252,7 +264,7 @@ start_config() {
         [[ "$config" == *nosplice* ]] && use_splice=false
         file="$WORK/$config.lua"
         write_policy "$file" "$require_auth" "$use_splice"
-        start_bg "$config" env KUMO_PROXY_LOG="$PROXY_LOG" "$PROXY" --proxy-config "$file"
+        start_bg "$config" "${ON_PROXY_CPUS[@]}" env KUMO_PROXY_LOG="$PROXY_LOG" "$PROXY" --proxy-config "$file"
         SERVER_PID="$BG_PID"
         addr="$(wait_line "$WORK/$config.err" 'proxy listener on 127\.0\.0\.1:[0-9]+' "$SERVER_PID")" ||
             return 1
@@ -276,12 +288,12 @@ measure() {
     common+=("${CREDS[@]}")
     local cpu=()
     [[ -n "$SERVER_PID" ]] && cpu=(--pid "$SERVER_PID")
-    "$BENCH" conn "${common[@]}" --target "$ECHO_ADDR" --concurrency "$CONCURRENCY" \
+    "${ON_LOAD_CPUS[@]}" "$BENCH" conn "${common[@]}" --target "$ECHO_ADDR" --concurrency "$CONCURRENCY" \
         --duration "$CONN_SECS" --warmup "$CONN_WARMUP" "${cpu[@]}"
-    "$BENCH" bulk "${common[@]}" --target "$DISCARD_ADDR" --streams "$STREAMS" \
+    "${ON_LOAD_CPUS[@]}" "$BENCH" bulk "${common[@]}" --target "$DISCARD_ADDR" --streams "$STREAMS" \
         --duration "$BULK_SECS"
     if [[ -n "$SERVER_PID" ]]; then
-        "$BENCH" hold "${common[@]}" --target "$ECHO_ADDR" --count "$HOLD_COUNT" \
+        "${ON_LOAD_CPUS[@]}" "$BENCH" hold "${common[@]}" --target "$ECHO_ADDR" --count "$HOLD_COUNT" \
             --pid "$SERVER_PID"
     fi
 }
@@ -293,10 +305,10 @@ main() {
     ensure_packages
     build
 
-    start_bg echo "$BENCH" echo --listen 127.0.0.1:0
+    start_bg echo "${ON_LOAD_CPUS[@]}" "$BENCH" echo --listen 127.0.0.1:0
     ECHO_ADDR="$(wait_line "$WORK/echo.out" 'listening on [0-9.:]+' "$BG_PID")"
     ECHO_ADDR="${ECHO_ADDR##* }"
-    start_bg discard "$BENCH" discard --listen 127.0.0.1:0
+    start_bg discard "${ON_LOAD_CPUS[@]}" "$BENCH" discard --listen 127.0.0.1:0
     DISCARD_ADDR="$(wait_line "$WORK/discard.out" 'listening on [0-9.:]+' "$BG_PID")"
     DISCARD_ADDR="${DISCARD_ADDR##* }"
     log "echo $ECHO_ADDR, discard $DISCARD_ADDR, work dir $WORK"
@@ -324,7 +336,8 @@ main() {
     echo
     echo "## proxy comparison: $ROUNDS rounds, medians" \
         "(conn: $CONCURRENCY clients × ${CONN_SECS}s; bulk: $STREAMS streams × ${BULK_SECS}s;" \
-        "hold: $HOLD_COUNT tunnels; $(nproc) cores; load average at start: $LOAD_AT_START)"
+        "hold: $HOLD_COUNT tunnels; $(nproc) cores; load average at start: $LOAD_AT_START;" \
+        "pinning: ${ON_PROXY_CPUS[*]:-none} for proxies, ${ON_LOAD_CPUS[*]:-none} for the load tool)"
     echo
     "$BENCH" table --input "$RESULTS" \
         --ratio ours-auth/microsocks-auth \
