@@ -10,9 +10,9 @@
 #   CONNECTIONS=32 DURATION=20 bench/inject.sh
 #   SPOOL_FILES=1 bench/inject.sh   # data and meta in one redb file
 #   DELIVERY=none bench/inject.sh   # no delivery during the run (the queue
-#                                   # is SMTP without mx_list, which fails
-#                                   # for want of MX lookup and is retried
-#                                   # in an hour): injection alone
+#                                   # is SMTP through an undefined egress
+#                                   # pool, failing before any DNS lookup,
+#                                   # retried in an hour): injection alone
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -42,7 +42,9 @@ if [[ $SPOOL_FILES == 2 ]]; then
 fi
 protocol="protocol = { maildir_path = '$work/maildir' }"
 if [[ $DELIVERY == none ]]; then
-    protocol="protocol = { smtp = {} }, retry_interval = '1 hour'"
+    # An egress pool no handler defines: every attempt fails before any
+    # DNS or connection, and is retried in an hour.
+    protocol="protocol = { smtp = {} }, egress_pool = 'undefined', retry_interval = '1 hour'"
 fi
 cat >"$work/policy.lua" <<LUA
 local kumo = require 'kumo'

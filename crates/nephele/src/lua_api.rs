@@ -72,6 +72,8 @@ pub struct InitRequested {
     pub spools: Vec<SpoolParams>,
     /// The last `kumo.configure_local_logs` call.
     pub logs: Option<LocalLogParams>,
+    /// The last `kumo.dns.configure_resolver` call.
+    pub dns: Option<crate::smtp::mx::ResolverParams>,
 }
 
 /// Collects requests while `init` runs. Outside it (policy top level runs
@@ -180,6 +182,22 @@ pub fn registrar(requests: Arc<InitRequests>) -> ModuleRegistrar {
             })?,
         )?;
         crate::smtp::egress::register(lua, &kumo)?;
+
+        let dns_requests = requests.clone();
+        let dns = lua.create_table()?;
+        dns.set(
+            "configure_resolver",
+            lua.create_function(move |lua, value: Value| {
+                let params: crate::smtp::mx::ResolverParams =
+                    policy::from_lua_params(lua, value)
+                        .map_err(|err| lua_error("dns.configure_resolver", err))?;
+                dns_requests.with_open("dns.configure_resolver", |requested| {
+                    requested.dns = Some(params);
+                    Ok(())
+                })
+            })?,
+        )?;
+        kumo.set("dns", dns)?;
         Ok(())
     })
 }

@@ -203,6 +203,7 @@ async fn run(cli: Cli, set_log_filter: daemon::FilterSetter) -> anyhow::Result<(
                 policy.clone(),
                 committer.clone(),
                 logs.clone(),
+                requested.dns.as_ref(),
             )?);
             requeue(spool.clone(), &queues).await?;
             (Some(committer), Some(queues))

@@ -96,14 +96,16 @@ pub struct QueueManager {
 
 impl QueueManager {
     /// A manager delivering with `policy`'s queue configurations, removing
-    /// finished messages from `spool` and logging to `logs`.
+    /// finished messages from `spool` and logging to `logs`; MX records
+    /// come from `dns` (else the system's resolver).
     pub fn new(
         policy: PolicyPool,
         spool: Arc<GroupCommitter>,
         logs: Arc<LocalLogger>,
+        dns: Option<&crate::smtp::mx::ResolverParams>,
     ) -> anyhow::Result<Self> {
         Ok(QueueManager {
-            smtp: SmtpDeliverer::new(policy.clone())?,
+            smtp: SmtpDeliverer::new(policy.clone(), dns)?,
             policy,
             spool,
             logs,

@@ -266,6 +266,10 @@ pub struct EgressPath {
         deserialize_with = "deserialize_duration"
     )]
     pub idle_timeout: Duration,
+    /// The port of hosts named without one (MX records, bare `mx_list`
+    /// entries).
+    #[serde(default = "default_smtp_port")]
+    pub smtp_port: u16,
     /// Messages sent over one connection before it is closed.
     #[serde(default = "default_max_deliveries_per_connection")]
     pub max_deliveries_per_connection: u32,
@@ -280,6 +284,9 @@ fn default_connect_timeout() -> Duration {
 }
 fn default_step_timeout() -> Duration {
     Duration::from_secs(60)
+}
+fn default_smtp_port() -> u16 {
+    25
 }
 fn default_idle_timeout() -> Duration {
     Duration::from_secs(60)

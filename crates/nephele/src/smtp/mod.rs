@@ -7,6 +7,7 @@
 
 pub mod client;
 pub mod egress;
+pub mod mx;
 mod pool;
 mod session;
 
@@ -39,11 +40,13 @@ pub struct SmtpDeliverer {
     tls: tls::TlsConnector,
     hostname: String,
     pool: ConnectionPool,
+    resolver: hickory_resolver::TokioResolver,
 }
 
 impl SmtpDeliverer {
-    /// A deliverer asking `policy` for egress configuration.
-    pub fn new(policy: PolicyPool) -> anyhow::Result<Self> {
+    /// A deliverer asking `policy` for egress configuration and resolving
+    /// MX records with `dns` (else the system's resolver).
+    pub fn new(policy: PolicyPool, dns: Option<&mx::ResolverParams>) -> anyhow::Result<Self> {
         let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname")
             .map(|name| name.trim().to_owned())
             .ok()
@@ -55,6 +58,7 @@ impl SmtpDeliverer {
             tls: tls::connector(tls::ClientTrust::AcceptAny)?,
             hostname,
             pool: ConnectionPool::start(),
+            resolver: mx::resolver(dns)?,
         })
     }
 
@@ -73,15 +77,26 @@ impl SmtpDeliverer {
             Err(text) => return (transient((4, 3, 0), text), via),
         };
         via.egress_source = Some(source.name.clone());
-        if hosts.is_empty() {
-            return (
-                transient(
-                    (4, 4, 4),
-                    format!("no mx_list for {domain} and MX lookup is not implemented"),
-                ),
-                via,
-            );
-        }
+        let looked_up;
+        let hosts = if hosts.is_empty() {
+            looked_up = match mx::lookup(&self.resolver, domain).await {
+                Ok(found) if found.is_empty() => {
+                    return (
+                        Outcome::Permanent(Response::new(
+                            556,
+                            (5, 1, 10),
+                            format!("{domain} accepts no mail (null MX)"),
+                        )),
+                        via,
+                    )
+                }
+                Ok(found) => found,
+                Err(text) => return (transient((4, 4, 4), text), via),
+            };
+            looked_up.as_slice()
+        } else {
+            hosts
+        };
         let site = hosts.join(",");
         let args = (domain.to_owned(), source.name.clone(), site.clone());
         let path = match self.policy.call(&GET_EGRESS_PATH_CONFIG, args).await {
@@ -115,7 +130,7 @@ impl SmtpDeliverer {
             }
         }
 
-        let addresses = match resolve(hosts).await {
+        let addresses = match resolve(&self.resolver, hosts, path.smtp_port).await {
             Ok(addresses) => addresses,
             Err(text) => return (transient((4, 4, 4), text), via),
         };
@@ -231,7 +246,7 @@ fn transient(enhanced: (u8, u16, u16), text: impl Into<String>) -> Outcome {
 /// The host name of the entry `addr` came from (for TLS SNI), else its IP.
 fn hosts_host(hosts: &[String], addr: SocketAddr) -> String {
     for host in hosts {
-        let (name, _) = split_host_port(host);
+        let (name, _) = split_host_port(host, 25);
         if name.parse::<std::net::IpAddr>().is_err() {
             return name.to_owned();
         }
@@ -239,27 +254,39 @@ fn hosts_host(hosts: &[String], addr: SocketAddr) -> String {
     addr.ip().to_string()
 }
 
-/// `host:port`, `[v6]:port`, `v6` or `host` (port 25).
-fn split_host_port(entry: &str) -> (&str, u16) {
+/// `host:port`, `[v6]:port`, `v6` or `host` (`default_port`).
+fn split_host_port(entry: &str, default_port: u16) -> (&str, u16) {
     if let Some(rest) = entry.strip_prefix('[') {
         if let Some((host, port)) = rest.split_once("]:") {
-            return (host, port.parse().unwrap_or(25));
+            return (host, port.parse().unwrap_or(default_port));
         }
-        return (rest.trim_end_matches(']'), 25);
+        return (rest.trim_end_matches(']'), default_port);
     }
     match entry.rsplit_once(':') {
-        Some((host, port)) if !host.contains(':') => (host, port.parse().unwrap_or(25)),
-        _ => (entry, 25),
+        Some((host, port)) if !host.contains(':') => (host, port.parse().unwrap_or(default_port)),
+        _ => (entry, default_port),
     }
 }
 
-async fn resolve(hosts: &[String]) -> Result<Vec<SocketAddr>, String> {
+/// The addresses of `hosts`, in order (names through `resolver`).
+async fn resolve(
+    resolver: &hickory_resolver::TokioResolver,
+    hosts: &[String],
+    default_port: u16,
+) -> Result<Vec<SocketAddr>, String> {
     let mut addresses = Vec::new();
     let mut errors = Vec::new();
     for entry in hosts {
-        let (host, port) = split_host_port(entry);
-        match tokio::net::lookup_host((host, port)).await {
-            Ok(found) => addresses.extend(found),
+        let (host, port) = split_host_port(entry, default_port);
+        if let Ok(ip) = host.parse::<std::net::IpAddr>() {
+            addresses.push(SocketAddr::new(ip, port));
+            continue;
+        }
+        match resolver
+            .lookup_ip(format!("{}.", host.trim_end_matches('.')))
+            .await
+        {
+            Ok(found) => addresses.extend(found.iter().map(|ip| SocketAddr::new(ip, port))),
             Err(err) => errors.push(format!("{entry}: {err}")),
         }
     }
@@ -279,9 +306,9 @@ mod tests {
 
     #[test]
     fn host_port_forms() {
-        assert_eq!(split_host_port("127.0.0.1:2525"), ("127.0.0.1", 2525));
-        assert_eq!(split_host_port("mx.example"), ("mx.example", 25));
-        assert_eq!(split_host_port("[::1]:26"), ("::1", 26));
-        assert_eq!(split_host_port("::1"), ("::1", 25));
+        assert_eq!(split_host_port("127.0.0.1:2525", 25), ("127.0.0.1", 2525));
+        assert_eq!(split_host_port("mx.example", 587), ("mx.example", 587));
+        assert_eq!(split_host_port("[::1]:26", 25), ("::1", 26));
+        assert_eq!(split_host_port("::1", 25), ("::1", 25));
     }
 }

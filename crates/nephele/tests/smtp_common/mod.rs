@@ -220,3 +220,13 @@ pub fn proxied_source(proxy: SocketAddr, password: &str, bind: Option<&str>) -> 
     }
     text
 }
+
+/// The dnslib server of `tests/dns_server.py` serving `zone` (BIND format).
+pub fn start_dns(dir: &Path, zone: &str) -> Helper {
+    let path = dir.join("zone.txt");
+    std::fs::write(&path, zone).unwrap();
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/dns_server.py");
+    let mut command = Command::new("/usr/bin/python3");
+    command.arg(script).arg(path);
+    spawn_with_marker(command, "dns listening on ", false)
+}
