@@ -135,3 +135,31 @@ pub fn raise_fd_limit() {
         }
     }
 }
+
+/// What an accept loop does after an accept error such as EMFILE: pause
+/// briefly so it neither spins nor exits while descriptors are short, and
+/// log at most one line per interval so a long shortage does not flood the
+/// log.
+#[derive(Debug, Default)]
+pub struct AcceptBackoff {
+    last_log: Option<std::time::Instant>,
+}
+
+impl AcceptBackoff {
+    /// Pause after an accept error.
+    pub const PAUSE: std::time::Duration = std::time::Duration::from_millis(100);
+    /// At most one log line per this interval.
+    pub const LOG_INTERVAL: std::time::Duration = std::time::Duration::from_secs(5);
+
+    /// Log (rate-limited) and wait before the next accept.
+    pub async fn after_error(&mut self, listener: std::net::SocketAddr, err: &std::io::Error) {
+        if self
+            .last_log
+            .is_none_or(|at| at.elapsed() >= Self::LOG_INTERVAL)
+        {
+            tracing::error!(listener = %listener, error = %err, "accept failed; backing off");
+            self.last_log = Some(std::time::Instant::now());
+        }
+        tokio::time::sleep(Self::PAUSE).await;
+    }
+}

@@ -16,7 +16,7 @@ use policy::{AaaContext, PolicyPool};
 use prometheus_client::registry::Registry;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
@@ -25,16 +25,12 @@ use tower::ServiceExt;
 use tower_http::decompression::RequestDecompressionLayer;
 use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::timeout::TimeoutLayer;
-use tracing::{debug, error, info, warn, Instrument};
+use tracing::{debug, info, warn, Instrument};
 
 /// Bound on reading a request's headers.
 pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 /// Bound on a whole request, body and handler included (`408` past it).
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
-/// Pause after an accept error such as EMFILE.
-const ACCEPT_ERROR_BACKOFF: Duration = Duration::from_millis(100);
-/// At most one accept-error log line per this interval.
-const ACCEPT_ERROR_LOG_INTERVAL: Duration = Duration::from_secs(5);
 
 /// Sets the diagnostic log filter (`EnvFilter` syntax); an error for a
 /// filter that does not parse.
@@ -129,7 +125,7 @@ impl HttpListener {
     /// their current request and close. Connection tasks run on
     /// `connections` so the caller can wait for them.
     pub async fn run(self, shutdown: CancellationToken, connections: TaskTracker) {
-        let mut last_error_log: Option<Instant> = None;
+        let mut backoff = daemon::AcceptBackoff::default();
         loop {
             let accepted = tokio::select! {
                 () = shutdown.cancelled() => break,
@@ -138,11 +134,7 @@ impl HttpListener {
             let (stream, peer) = match accepted {
                 Ok(pair) => pair,
                 Err(err) => {
-                    if last_error_log.is_none_or(|at| at.elapsed() >= ACCEPT_ERROR_LOG_INTERVAL) {
-                        error!(listener = %self.local_addr, error = %err, "accept failed; backing off");
-                        last_error_log = Some(Instant::now());
-                    }
-                    tokio::time::sleep(ACCEPT_ERROR_BACKOFF).await;
+                    backoff.after_error(self.local_addr, &err).await;
                     continue;
                 }
             };

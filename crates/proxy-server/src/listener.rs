@@ -9,18 +9,11 @@ use anyhow::Context;
 use policy::{AaaContext, PolicyPool};
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tracing::{debug, error, info, warn, Instrument};
-
-/// How long the accept loop pauses after an accept error such as EMFILE,
-/// so it neither spins nor exits while descriptors are short.
-const ACCEPT_ERROR_BACKOFF: Duration = Duration::from_millis(100);
-/// At most one accept-error log line per this interval.
-const ACCEPT_ERROR_LOG_INTERVAL: Duration = Duration::from_secs(5);
+use tracing::{debug, info, warn, Instrument};
 
 /// What every session of one listener shares.
 pub struct ListenerContext {
@@ -84,7 +77,7 @@ impl ProxyListener {
     /// Accept clients until `shutdown` is cancelled; sessions are spawned on
     /// `sessions` so the caller can wait for them to drain.
     pub async fn run(self, shutdown: CancellationToken, sessions: TaskTracker) {
-        let mut last_error_log: Option<Instant> = None;
+        let mut backoff = daemon::AcceptBackoff::default();
         loop {
             let accepted = tokio::select! {
                 () = shutdown.cancelled() => break,
@@ -93,11 +86,7 @@ impl ProxyListener {
             let (client, peer) = match accepted {
                 Ok(pair) => pair,
                 Err(err) => {
-                    if last_error_log.is_none_or(|at| at.elapsed() >= ACCEPT_ERROR_LOG_INTERVAL) {
-                        error!(listener = %self.local_addr, error = %err, "accept failed; backing off");
-                        last_error_log = Some(Instant::now());
-                    }
-                    tokio::time::sleep(ACCEPT_ERROR_BACKOFF).await;
+                    backoff.after_error(self.local_addr, &err).await;
                     continue;
                 }
             };
