@@ -61,3 +61,33 @@ fn injection_over_https_with_a_generated_certificate() {
         .unwrap();
     assert_ne!(String::from_utf8_lossy(&plain.stdout).trim(), "200");
 }
+
+#[test]
+fn a_given_certificate_is_verified_by_curl() {
+    let mut params = rcgen::CertificateParams::new(vec!["localhost".to_owned()]).unwrap();
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "nephele-inject.test");
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = params.self_signed(&key).unwrap();
+    // The certificate from a file, the key inline as a keysource.
+    let policy = POLICY_INIT.replace(
+        "kumo.start_http_listener { listen = '127.0.0.1:0' }",
+        &format!(
+            "kumo.start_http_listener {{ listen = '127.0.0.1:0', use_tls = true, \
+             tls_certificate = '@DIR@/cert.pem', tls_private_key = {{ key_data = [[{}]] }} }}",
+            key.serialize_pem()
+        ),
+    );
+    let workspace = Workspace::new(&policy);
+    let cert_path = workspace.write("cert.pem", &cert.pem());
+    let daemon = workspace.start();
+    let port = daemon.addr.port();
+    let resolve = format!("localhost:{port}:127.0.0.1");
+    let cacert = cert_path.display().to_string();
+    let live = curl(
+        &format!("https://localhost:{port}/api/check-liveness/v1"),
+        &["--cacert", &cacert, "--resolve", &resolve],
+    );
+    assert_eq!(live.status, 200, "{}", live.body);
+}
