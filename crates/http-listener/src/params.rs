@@ -193,22 +193,13 @@ impl HttpListenerParams {
     /// The TLS acceptor when `use_tls`: the given certificate and key, or
     /// a self-signed certificate for `hostname`. Errors name the files.
     pub fn tls_acceptor(&self) -> anyhow::Result<Option<tls::TlsAcceptor>> {
-        if !self.use_tls {
-            if self.tls_certificate.is_some() || self.tls_private_key.is_some() {
-                anyhow::bail!(
-                    "http listener {}: tls_certificate/tls_private_key are set but use_tls is false",
-                    self.listen
-                );
-            }
-            return Ok(None);
+        tls::ListenerTlsKeys {
+            use_tls: self.use_tls,
+            hostname: &self.hostname,
+            certificate: self.tls_certificate.as_ref(),
+            private_key: self.tls_private_key.as_ref(),
         }
-        tls::acceptor(
-            &self.hostname,
-            self.tls_certificate.as_ref(),
-            self.tls_private_key.as_ref(),
-        )
-        .map(Some)
-        .map_err(|err| err.context(format!("http listener {}", self.listen)))
+        .acceptor(&format!("http listener {}", self.listen))
     }
 }
 

@@ -60,6 +60,36 @@ pub fn acceptor(
     server_config(hostname, certificate, private_key).map(TlsAcceptor::from)
 }
 
+/// A listener's TLS keys as the policy gives them (`use_tls`, `hostname`,
+/// `tls_certificate`, `tls_private_key`).
+pub struct ListenerTlsKeys<'a> {
+    /// Whether clients speak TLS first.
+    pub use_tls: bool,
+    /// CN/SAN of a generated certificate.
+    pub hostname: &'a str,
+    /// PEM certificate chain, if given.
+    pub certificate: Option<&'a KeySource>,
+    /// PEM private key, if given.
+    pub private_key: Option<&'a KeySource>,
+}
+
+impl ListenerTlsKeys<'_> {
+    /// The acceptor when `use_tls`, `None` otherwise; certificate keys
+    /// without `use_tls` are an error. `listener` names the listener in
+    /// every error (e.g. `http listener 127.0.0.1:8000`).
+    pub fn acceptor(&self, listener: &str) -> anyhow::Result<Option<TlsAcceptor>> {
+        if !self.use_tls {
+            if self.certificate.is_some() || self.private_key.is_some() {
+                bail!("{listener}: tls_certificate/tls_private_key are set but use_tls is false");
+            }
+            return Ok(None);
+        }
+        acceptor(self.hostname, self.certificate, self.private_key)
+            .map(Some)
+            .map_err(|err| err.context(listener.to_owned()))
+    }
+}
+
 type CertAndKey = (Vec<CertificateDer<'static>>, PrivateKeyDer<'static>);
 
 fn load_pair(cert_source: &KeySource, key_source: &KeySource) -> anyhow::Result<CertAndKey> {
