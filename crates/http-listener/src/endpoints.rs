@@ -31,6 +31,22 @@ pub const OPENMETRICS_CONTENT_TYPE: &str =
 )]
 pub struct CommonApi;
 
+impl CommonApi {
+    /// A binary's whole OpenAPI document: the common endpoints plus
+    /// `own`, titled `title`, versioned `version`.
+    pub fn document_with(
+        own: utoipa::openapi::OpenApi,
+        title: &str,
+        version: &str,
+    ) -> utoipa::openapi::OpenApi {
+        let mut doc = <CommonApi as utoipa::OpenApi>::openapi();
+        doc.merge(own);
+        doc.info.title = title.to_owned();
+        doc.info.version = version.to_owned();
+        doc
+    }
+}
+
 /// The common routes, with `state` applied.
 pub fn common_routes(state: Arc<ListenerState>) -> Router {
     Router::new()

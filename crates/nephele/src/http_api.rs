@@ -20,11 +20,11 @@ struct NepheleApi;
 /// The whole OpenAPI document (`/api-docs/openapi.json`,
 /// `--dump-openapi-spec`).
 pub fn openapi() -> utoipa::openapi::OpenApi {
-    let mut doc = CommonApi::openapi();
-    doc.merge(NepheleApi::openapi());
-    doc.info.title = "nephele HTTP listener".to_owned();
-    doc.info.version = env!("CARGO_PKG_VERSION").to_owned();
-    doc
+    CommonApi::document_with(
+        NepheleApi::openapi(),
+        "nephele HTTP listener",
+        env!("CARGO_PKG_VERSION"),
+    )
 }
 
 fn routes(service: Arc<InjectService>) -> Router {

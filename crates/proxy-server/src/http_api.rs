@@ -17,11 +17,11 @@ struct ProxyApi;
 /// The whole OpenAPI document of the proxy's HTTP listener
 /// (`/api-docs/openapi.json`, `--dump-openapi-spec`).
 pub fn openapi() -> utoipa::openapi::OpenApi {
-    let mut doc = CommonApi::openapi();
-    doc.merge(ProxyApi::openapi());
-    doc.info.title = "proxy-server HTTP listener".to_owned();
-    doc.info.version = env!("CARGO_PKG_VERSION").to_owned();
-    doc
+    CommonApi::document_with(
+        ProxyApi::openapi(),
+        "proxy-server HTTP listener",
+        env!("CARGO_PKG_VERSION"),
+    )
 }
 
 /// The proxy's routes, merged into every listener.
