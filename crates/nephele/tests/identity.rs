@@ -70,7 +70,7 @@ end)"
         (!messages.is_empty()).then_some(messages)
     });
     assert_eq!(delivered.len(), 1);
-    let receptions = ws.records_of("Reception");
+    let receptions = ws.wait_for_records("Reception", 1);
     assert_eq!(receptions.len(), 1, "{receptions:?}");
     assert_eq!(receptions[0]["recipient"], "a@example.com");
 }
@@ -132,6 +132,7 @@ end)"
         let messages = ws.maildir_messages();
         (messages.len() == 2).then_some(messages)
     });
+    ws.wait_for_records("Reception", 2);
     let find = |to: &str| {
         let records = ws.records_of("Reception");
         let record = records

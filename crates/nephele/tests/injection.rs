@@ -86,7 +86,7 @@ fn per_recipient_templates_land_in_the_maildir() {
             "bare LF: {message:?}"
         );
     }
-    let deliveries = ws.records_of("Delivery");
+    let deliveries = ws.wait_for_records("Delivery", 3);
     assert_eq!(deliveries.len(), 3, "{deliveries:?}");
     assert!(deliveries.iter().all(|r| r["response"]["code"] == 250));
 }

@@ -131,6 +131,15 @@ impl Workspace {
             .filter(|r| r["type"] == kind)
             .collect()
     }
+
+    /// The `kind` records once at least `count` are on disk: the log writer
+    /// runs beside delivery, so a message can land before its record.
+    pub fn wait_for_records(&self, kind: &str, count: usize) -> Vec<serde_json::Value> {
+        wait_for(&format!("{count} {kind} record(s)"), WAIT_TIMEOUT, || {
+            let records = self.records_of(kind);
+            (records.len() >= count).then_some(records)
+        })
+    }
 }
 
 /// Poll `check` until it returns `Some`, for at most `timeout`.
