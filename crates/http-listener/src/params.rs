@@ -94,6 +94,18 @@ impl Default for AuthFailureLimitSetting {
 }
 
 impl AuthFailureLimitSetting {
+    /// Checks serde cannot express; `listener` names the listener in the error.
+    pub fn validate(&self, listener: &str) -> anyhow::Result<()> {
+        if let Some(limit) = self.limit() {
+            if limit.period.is_zero() || limit.block_for.is_zero() {
+                anyhow::bail!(
+                    "{listener}: auth_failure_limit period and block_for must be greater than zero"
+                );
+            }
+        }
+        Ok(())
+    }
+
     /// A fresh limiter for this setting, or `None` when disabled.
     pub fn limiter(&self) -> Option<aaa::FailureLimiter> {
         self.limit().map(|limit| {
@@ -179,15 +191,8 @@ impl HttpListenerParams {
                 self.listen
             );
         }
-        if let Some(limit) = self.auth_failure_limit.limit() {
-            if limit.period.is_zero() || limit.block_for.is_zero() {
-                anyhow::bail!(
-                    "http listener {}: auth_failure_limit period and block_for must be greater than zero",
-                    self.listen
-                );
-            }
-        }
-        Ok(())
+        self.auth_failure_limit
+            .validate(&format!("http listener {}", self.listen))
     }
 
     /// The TLS acceptor when `use_tls`: the given certificate and key, or

@@ -142,15 +142,8 @@ impl ProxyListenerParams {
                 self.listen
             );
         }
-        if let Some(limit) = self.auth_failure_limit.limit() {
-            if limit.period.is_zero() || limit.block_for.is_zero() {
-                anyhow::bail!(
-                    "listener {}: auth_failure_limit period and block_for must be greater than zero",
-                    self.listen
-                );
-            }
-        }
-        Ok(())
+        self.auth_failure_limit
+            .validate(&format!("listener {}", self.listen))
     }
 }
 
