@@ -3,25 +3,17 @@
 //! (`http_message_generated`), a durable redb spool, queues with retries,
 //! Maildir delivery and JSON-lines logs.
 
-mod delivery;
-mod http_api;
-mod inject;
-mod logs;
-mod lua_api;
-mod queue_config;
-mod queues;
-mod smtp;
-
 use anyhow::Context;
 use clap::Parser;
 use daemon::DiagFormat;
-use inject::InjectService;
-use logs::LocalLogger;
-use lua_api::{InitRequested, InitRequests, INIT};
 use message::Message;
-use policy::{PolicyError, PolicyLoader, PolicyPool};
+use nephele::http_api;
+use nephele::inject::InjectService;
+use nephele::logs::LocalLogger;
+use nephele::lua_api::{self, InitRequested, InitRequests, INIT};
+use nephele::queues::{QueueKey, QueueManager};
+use policy::{PolicyLoader, PolicyPool};
 use prometheus_client::registry::Registry;
-use queues::{QueueKey, QueueManager};
 use spool::{GroupCommitter, RedbSpool, Spool};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -310,43 +302,4 @@ async fn requeue(spool: Arc<RedbSpool>, queues: &Arc<QueueManager>) -> anyhow::R
         "spool loaded; undelivered messages re-queued"
     );
     Ok(())
-}
-
-/// The text a policy error contributes to an API answer or a log record:
-/// the Lua message without traceback, `runtime error:` or `file:line:`.
-pub(crate) fn policy_error_text(err: &PolicyError) -> String {
-    match err {
-        PolicyError::Handler { message, .. } => lua_error_text(message),
-        other => other.to_string(),
-    }
-}
-
-fn lua_error_text(message: &str) -> String {
-    let cut = message.find("stack traceback:").unwrap_or(message.len());
-    let mut text = message[..cut].trim();
-    text = text.strip_prefix("runtime error: ").unwrap_or(text);
-    if let Some((head, rest)) = text.split_once(": ") {
-        let is_location = head
-            .rsplit_once(':')
-            .is_some_and(|(_, line)| !line.is_empty() && line.bytes().all(|b| b.is_ascii_digit()));
-        if is_location {
-            text = rest;
-        }
-    }
-    text.trim().to_owned()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn lua_error_text_is_the_message() {
-        assert_eq!(
-            lua_error_text("runtime error: /tmp/x/policy.lua:12: only scott is allowed\nstack traceback:\n\t[C]: in ?"),
-            "only scott is allowed"
-        );
-        assert_eq!(lua_error_text("550 not you"), "550 not you");
-        assert_eq!(lua_error_text("a: b"), "a: b");
-    }
 }

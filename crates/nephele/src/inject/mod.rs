@@ -1,7 +1,7 @@
 //! `POST /api/inject/v1`: validate, render per recipient, let the policy
 //! see each message, commit the accepted ones to the spool, then queue.
 
-mod render;
+pub mod render;
 pub mod request;
 
 use crate::logs::{LocalLogger, LogRecord, RecordType, Response as LogResponse};
