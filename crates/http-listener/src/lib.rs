@@ -33,6 +33,5 @@ pub use metrics_json::{parse_exposition, MetricFamily, Sample};
 pub use params::{default_hostname, AuthFailureLimit, AuthFailureLimitSetting, HttpListenerParams};
 pub use server::{
     build_router, ConnectionInfo, HttpListener, HttpServices, ListenerState, LogFilterSetter,
-    HEADER_READ_TIMEOUT, REQUEST_TIMEOUT,
 };
 pub use utoipa;

@@ -50,6 +50,24 @@ pub struct HttpListenerParams {
     /// Connections open at once; past it new connections are closed at once.
     #[serde(default = "default_max_connections")]
     pub max_connections: usize,
+
+    /// Bound on the TLS handshake and on receiving a request's headers
+    /// (counted from the connection's start, or from the end of the previous
+    /// response on a kept-alive connection): a client that stalls there is
+    /// disconnected.
+    #[serde(
+        default = "default_header_timeout",
+        deserialize_with = "deserialize_duration"
+    )]
+    pub header_timeout: Duration,
+
+    /// Bound on handling one request, body included: a client that stalls
+    /// mid-body gets `408` and is disconnected.
+    #[serde(
+        default = "default_request_timeout",
+        deserialize_with = "deserialize_duration"
+    )]
+    pub request_timeout: Duration,
 }
 
 /// `auth_failure_limit`: a table, or `false` to disable (`true` means the
@@ -172,6 +190,8 @@ impl Default for HttpListenerParams {
             request_body_limit: default_request_body_limit(),
             auth_failure_limit: AuthFailureLimitSetting::default(),
             max_connections: default_max_connections(),
+            header_timeout: default_header_timeout(),
+            request_timeout: default_request_timeout(),
         }
     }
 }
@@ -182,6 +202,12 @@ impl HttpListenerParams {
         if self.max_connections == 0 {
             anyhow::bail!(
                 "http listener {}: max_connections must be at least 1",
+                self.listen
+            );
+        }
+        if self.header_timeout.is_zero() || self.request_timeout.is_zero() {
+            anyhow::bail!(
+                "http listener {}: header_timeout and request_timeout must be greater than zero",
                 self.listen
             );
         }
@@ -231,6 +257,12 @@ fn default_request_body_limit() -> usize {
 }
 fn default_max_connections() -> usize {
     4096
+}
+fn default_header_timeout() -> Duration {
+    Duration::from_secs(30)
+}
+fn default_request_timeout() -> Duration {
+    Duration::from_secs(60)
 }
 fn default_max_failures() -> u32 {
     10

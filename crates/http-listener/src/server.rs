@@ -27,11 +27,6 @@ use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::timeout::TimeoutLayer;
 use tracing::{debug, info, warn, Instrument};
 
-/// Bound on reading a request's headers.
-pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
-/// Bound on a whole request, body and handler included (`408` past it).
-pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
-
 /// Sets the diagnostic log filter (`EnvFilter` syntax); an error for a
 /// filter that does not parse.
 pub type LogFilterSetter = Arc<dyn Fn(&str) -> anyhow::Result<()> + Send + Sync>;
@@ -85,6 +80,7 @@ pub struct HttpListener {
     router: Router,
     slots: Arc<Semaphore>,
     max_connections: usize,
+    header_timeout: Duration,
     tls: Option<tls::TlsAcceptor>,
 }
 
@@ -105,6 +101,7 @@ impl HttpListener {
         let local_addr = listener.local_addr()?;
         info!(tls = tls.is_some(), "http listener on {local_addr}");
         let max_connections = params.max_connections;
+        let header_timeout = params.header_timeout;
         let state = Arc::new(ListenerState::new(params, services, local_addr));
         Ok(HttpListener {
             listener,
@@ -112,6 +109,7 @@ impl HttpListener {
             router: build_router(state, extra_routes),
             slots: Arc::new(Semaphore::new(max_connections)),
             max_connections,
+            header_timeout,
             tls,
         })
     }
@@ -151,18 +149,22 @@ impl HttpListener {
             let router = self.router.clone();
             let shutdown = shutdown.clone();
             let tls = self.tls.clone();
+            let header_timeout = self.header_timeout;
             connections.spawn(
                 async move {
                     match tls {
-                        None => serve_connection(stream, info, router, shutdown).await,
+                        None => {
+                            serve_connection(stream, info, router, header_timeout, shutdown).await
+                        }
                         Some(acceptor) => {
                             // Bounded like the headers: a client that opens
                             // and stalls must not hold a connection slot.
-                            match tokio::time::timeout(HEADER_READ_TIMEOUT, acceptor.accept(stream))
+                            match tokio::time::timeout(header_timeout, acceptor.accept(stream))
                                 .await
                             {
                                 Ok(Ok(stream)) => {
-                                    serve_connection(stream, info, router, shutdown).await
+                                    serve_connection(stream, info, router, header_timeout, shutdown)
+                                        .await
                                 }
                                 Ok(Err(err)) => debug!(error = %err, "TLS handshake failed"),
                                 Err(_) => debug!("TLS handshake timed out"),
@@ -182,6 +184,7 @@ async fn serve_connection<S>(
     stream: S,
     info: ConnectionInfo,
     router: Router,
+    header_timeout: Duration,
     shutdown: CancellationToken,
 ) where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
@@ -192,7 +195,7 @@ async fn serve_connection<S>(
     });
     let connection = hyper::server::conn::http1::Builder::new()
         .timer(TokioTimer::new())
-        .header_read_timeout(HEADER_READ_TIMEOUT)
+        .header_read_timeout(header_timeout)
         .serve_connection(TokioIo::new(stream), service);
     tokio::pin!(connection);
     let result = tokio::select! {
@@ -231,6 +234,7 @@ impl ListenerState {
 /// everything. Paths that match no route answer `404` without access checks.
 pub fn build_router(state: Arc<ListenerState>, extra_routes: Router) -> Router {
     let limit = state.params.request_body_limit;
+    let request_timeout = state.params.request_timeout;
     endpoints::common_routes(state.clone())
         .merge(extra_routes)
         .route_layer(axum::middleware::from_fn_with_state(state, check_access))
@@ -239,6 +243,6 @@ pub fn build_router(state: Arc<ListenerState>, extra_routes: Router) -> Router {
         .layer(RequestDecompressionLayer::new())
         .layer(TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
-            REQUEST_TIMEOUT,
+            request_timeout,
         ))
 }
