@@ -13,8 +13,12 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, Interest};
 use tokio::net::TcpStream;
 
-/// Bytes moved per splice call: the default pipe capacity.
-const SPLICE_CHUNK: usize = 1 << 16;
+/// A new pipe's capacity (the kernel default).
+const PIPE_DEFAULT_CAPACITY: usize = 1 << 16;
+/// What a pipe grows to once a splice filled it: bulk transfers then move
+/// more per syscall. Grown only on demand, since every pipe page counts
+/// against the user's pipe-user-pages limits.
+const PIPE_BULK_CAPACITY: usize = 1 << 20;
 /// Buffer per direction for the user-space copy.
 const COPY_BUFFER: usize = 16 * 1024;
 /// Pipes kept for reuse; more than this are closed when returned.
@@ -80,6 +84,10 @@ async fn idle_watchdog(activity: &Activity, idle_timeout: Duration) {
 pub struct Pipe {
     read: OwnedFd,
     write: OwnedFd,
+    /// Bytes it holds at most; one splice moves up to this much.
+    capacity: usize,
+    /// Whether growing was tried already (it stays tried when refused).
+    grow_tried: bool,
 }
 
 impl Pipe {
@@ -94,8 +102,31 @@ impl Pipe {
             Pipe {
                 read: OwnedFd::from_raw_fd(fds[0]),
                 write: OwnedFd::from_raw_fd(fds[1]),
+                capacity: PIPE_DEFAULT_CAPACITY,
+                grow_tried: false,
             }
         })
+    }
+
+    /// Grow to [`PIPE_BULK_CAPACITY`] once; past `pipe-max-size` or the
+    /// user's pipe page limits the kernel refuses and the pipe keeps its
+    /// size.
+    fn grow_once(&mut self) {
+        if self.grow_tried {
+            return;
+        }
+        self.grow_tried = true;
+        // SAFETY: F_SETPIPE_SZ on a pipe descriptor we own.
+        let granted = unsafe {
+            libc::fcntl(
+                self.write.as_raw_fd(),
+                libc::F_SETPIPE_SZ,
+                PIPE_BULK_CAPACITY as libc::c_int,
+            )
+        };
+        if granted > 0 {
+            self.capacity = granted as usize;
+        }
     }
 }
 
@@ -192,15 +223,16 @@ async fn splice_one_way(
     counter: &Counter,
     activity: &Activity,
 ) -> io::Result<()> {
-    let (pipe_read, pipe_write) = match &loan.pipe {
-        Some(pipe) => (pipe.read.as_raw_fd(), pipe.write.as_raw_fd()),
-        None => return Err(io::Error::other("splice relay started without a pipe")),
+    let Some(pipe) = loan.pipe.as_mut() else {
+        return Err(io::Error::other("splice relay started without a pipe"));
     };
+    let (pipe_read, pipe_write) = (pipe.read.as_raw_fd(), pipe.write.as_raw_fd());
     loop {
+        let capacity = loan.pipe.as_ref().map_or(0, |pipe| pipe.capacity);
         let received = loop {
             from.readable().await?;
-            match read_clearing_readiness(from, SPLICE_CHUNK, || {
-                splice(from.as_raw_fd(), pipe_write, SPLICE_CHUNK)
+            match read_clearing_readiness(from, capacity, || {
+                splice(from.as_raw_fd(), pipe_write, capacity)
             }) {
                 Ok(n) => break n,
                 Err(err) if err.kind() == io::ErrorKind::WouldBlock => continue,
@@ -221,6 +253,12 @@ async fn splice_one_way(
                 Ok(n) => loan.bytes_inside -= n,
                 Err(err) if err.kind() == io::ErrorKind::WouldBlock => continue,
                 Err(err) => return Err(err),
+            }
+        }
+        if received == capacity {
+            // A full pipe: this direction is a bulk transfer.
+            if let Some(pipe) = loan.pipe.as_mut() {
+                pipe.grow_once();
             }
         }
         counter.inc_by(received as u64);
