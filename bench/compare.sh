@@ -291,7 +291,7 @@ measure() {
     "${ON_LOAD_CPUS[@]}" "$BENCH" conn "${common[@]}" --target "$ECHO_ADDR" --concurrency "$CONCURRENCY" \
         --duration "$CONN_SECS" --warmup "$CONN_WARMUP" "${cpu[@]}"
     "${ON_LOAD_CPUS[@]}" "$BENCH" bulk "${common[@]}" --target "$DISCARD_ADDR" --streams "$STREAMS" \
-        --duration "$BULK_SECS"
+        --duration "$BULK_SECS" "${cpu[@]}"
     if [[ -n "$SERVER_PID" ]]; then
         "${ON_LOAD_CPUS[@]}" "$BENCH" hold "${common[@]}" --target "$ECHO_ADDR" --count "$HOLD_COUNT" \
             --pid "$SERVER_PID"

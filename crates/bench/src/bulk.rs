@@ -5,6 +5,7 @@
 
 use crate::cli::BulkArgs;
 use crate::net::Dialer;
+use crate::rss::tree_cpu_us;
 use crate::servers::{self, ServerKind};
 use crate::stats::ErrorTally;
 use anyhow::{bail, Context, Result};
@@ -40,6 +41,9 @@ pub struct BulkReport {
     pub first_error: Option<String>,
     /// From the common start to the last stream's EOF, in seconds.
     pub elapsed_s: f64,
+    /// The proxy's CPU time per GiB relayed, in milliseconds (with `--pid`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub proxy_cpu_ms_per_gib: Option<f64>,
 }
 
 impl std::fmt::Display for BulkReport {
@@ -54,6 +58,9 @@ impl std::fmt::Display for BulkReport {
             self.elapsed_s,
             self.errors,
         )?;
+        if let Some(cpu) = self.proxy_cpu_ms_per_gib {
+            write!(f, "  proxy CPU {cpu:.0} ms/GiB")?;
+        }
         if let Some(first) = &self.first_error {
             write!(f, " (first: {first})")?;
         }
@@ -92,6 +99,7 @@ pub async fn run(args: BulkArgs) -> Result<BulkReport> {
     }
     barrier.wait().await;
     let start = Instant::now();
+    let cpu_before = args.pid.map(tree_cpu_us).transpose()?;
 
     let mut bytes = 0;
     let mut errors = ErrorTally::default();
@@ -102,6 +110,14 @@ pub async fn run(args: BulkArgs) -> Result<BulkReport> {
         }
     }
     let elapsed = start.elapsed().as_secs_f64().max(1e-9);
+    let proxy_cpu_ms_per_gib = match (args.pid, cpu_before) {
+        (Some(pid), Some(before)) => {
+            let used_us = tree_cpu_us(pid)?.saturating_sub(before);
+            let gib = bytes as f64 / (1u64 << 30) as f64;
+            Some(used_us as f64 / 1000.0 / gib.max(1e-9))
+        }
+        _ => None,
+    };
     Ok(BulkReport {
         mode: "bulk",
         label: args.client.label(),
@@ -113,6 +129,7 @@ pub async fn run(args: BulkArgs) -> Result<BulkReport> {
         error_kinds: errors.by_kind(),
         first_error: errors.first().map(str::to_string),
         elapsed_s: elapsed,
+        proxy_cpu_ms_per_gib,
     })
 }
 

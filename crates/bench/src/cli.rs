@@ -163,6 +163,11 @@ pub struct BulkArgs {
     /// Size of each write in bytes.
     #[arg(long, default_value_t = 128 * 1024)]
     pub chunk: usize,
+    /// The proxy's process id: its CPU time (with its children's) while the
+    /// streams push is reported per GiB relayed, the proxy's cost per byte
+    /// whichever side of the run is the bottleneck.
+    #[arg(long)]
+    pub pid: Option<u32>,
 }
 
 /// Arguments of `hold`.

@@ -17,6 +17,7 @@ const COLUMNS: &[(&str, &str, &str, f64)] = &[
     ("hold", "kib_per_tunnel", "KiB/tunnel RSS", 1.0),
     ("hold", "pss_kib_per_tunnel", "KiB/tunnel PSS", 1.0),
     ("conn", "proxy_cpu_us_per_conn", "proxy CPU µs/conn", 1.0),
+    ("bulk", "proxy_cpu_ms_per_gib", "proxy CPU ms/GiB", 1.0),
 ];
 
 /// Every sample of one configuration.
@@ -229,15 +230,15 @@ not json: a log line
         ];
         let table = render(RUNS, &[("ours".into(), "peer".into())], &goals).unwrap();
         assert!(
-            table.contains("| ours | 3 | 4000 | 1.00 | 4.00 | - | 6.50 | - | - | 0 |"),
+            table.contains("| ours | 3 | 4000 | 1.00 | 4.00 | - | 6.50 | - | - | - | 0 |"),
             "{table}"
         );
         assert!(
-            table.contains("| peer | 1 | 1000 | 2.00 | 9.00 | 10.0 | - | - | - | 2 |"),
+            table.contains("| peer | 1 | 1000 | 2.00 | 9.00 | 10.0 | - | - | - | - | 2 |"),
             "{table}"
         );
         assert!(
-            table.contains("| ours / peer | 4.00× | 0.50× | 0.44× | - | - | - | - |"),
+            table.contains("| ours / peer | 4.00× | 0.50× | 0.44× | - | - | - | - | - |"),
             "{table}"
         );
     }
