@@ -12,7 +12,7 @@ use nephele::inject::InjectService;
 use nephele::logs::LocalLogger;
 use nephele::lua_api::{self, InitRequested, InitRequests, INIT};
 use nephele::queues::{QueueKey, QueueManager};
-use policy::{PolicyLoader, PolicyPool};
+use policy::{AaaContext, PolicyLoader, PolicyPool};
 use prometheus_client::registry::Registry;
 use spool::{GroupCommitter, RedbSpool, Spool};
 use std::path::PathBuf;
@@ -212,6 +212,8 @@ async fn run(cli: Cli, set_log_filter: daemon::FilterSetter) -> anyhow::Result<(
         queues: queues.clone(),
         logs: logs.clone(),
     });
+    // Kept to finish the open accounting segment at shutdown.
+    let aaa = AaaContext::of(&policy);
     let listeners = http_api::bind_listeners(
         requested.http,
         policy,
@@ -259,6 +261,13 @@ async fn run(cli: Cli, set_log_filter: daemon::FilterSetter) -> anyhow::Result<(
     let closing = tokio::task::spawn_blocking(move || logs.close());
     if tokio::time::timeout(SHUTDOWN_GRACE, closing).await.is_err() {
         warn!("the local logs did not close in time");
+    }
+    if let Some(aaa) = aaa {
+        // A segment is a complete zstd frame only once finished.
+        let closing = tokio::task::spawn_blocking(move || aaa.close_accounting());
+        if tokio::time::timeout(SHUTDOWN_GRACE, closing).await.is_err() {
+            warn!("the accounting log did not close in time");
+        }
     }
     info!("stopped");
     Ok(())
