@@ -88,10 +88,26 @@ pub fn start_sink(dir: &Path, host: &str) -> Helper {
     spawn_with_marker(command, "sink listening on ", false)
 }
 
+/// The sink offering STARTTLS with a certificate generated for
+/// `sink.test` (written into `dir`).
+pub fn start_tls_sink(dir: &Path, host: &str) -> Helper {
+    std::fs::create_dir_all(dir).unwrap();
+    let generated = rcgen::generate_simple_self_signed(vec!["sink.test".to_owned()])
+        .expect("generate a certificate");
+    let cert = dir.join("cert.pem");
+    let key = dir.join("key.pem");
+    std::fs::write(&cert, generated.cert.pem()).unwrap();
+    std::fs::write(&key, generated.key_pair.serialize_pem()).unwrap();
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/smtp_sink.py");
+    let mut command = Command::new("/usr/bin/python3");
+    command.arg(script).arg(dir).arg(host).arg(cert).arg(key);
+    spawn_with_marker(command, "sink listening on ", false)
+}
+
 /// One message the sink received.
 #[derive(Debug)]
 pub struct Received {
-    /// `mail_from`, `rcpt_tos`, `peer`.
+    /// `mail_from`, `rcpt_tos`, `peer`, `tls`.
     pub envelope: serde_json::Value,
     /// The data, byte for byte.
     pub data: Vec<u8>,
