@@ -3,15 +3,27 @@
 Usage: dns_server.py ZONE_FILE. Serves the zone (BIND format, e.g.
 "example.test. 60 IN MX 10 mx.example.test.") over UDP and TCP on
 127.0.0.1, port 0 (UDP and TCP on the same number), and prints
-"dns listening on 127.0.0.1:PORT".
+"dns listening on 127.0.0.1:PORT". A name in the zone asked for a type it
+does not have gets an empty NOERROR answer (NODATA), as from a real server;
+only names not in the zone get NXDOMAIN.
 """
 
 import socket
 import sys
 import time
 
+from dnslib import RCODE
 from dnslib.server import DNSLogger, DNSServer
 from dnslib.zoneresolver import ZoneResolver
+
+
+class NodataZoneResolver(ZoneResolver):
+    # dnslib's ZoneResolver answers NXDOMAIN whenever nothing matched.
+    def resolve(self, request, handler):
+        reply = super().resolve(request, handler)
+        if not reply.rr and any(name == request.q.qname for name, _, _ in self.zone):
+            reply.header.rcode = RCODE.NOERROR
+        return reply
 
 
 def free_port():
@@ -31,7 +43,7 @@ def free_port():
         return port
 
 
-resolver = ZoneResolver(open(sys.argv[1]).read())
+resolver = NodataZoneResolver(open(sys.argv[1]).read())
 port = free_port()
 servers = [
     DNSServer(resolver, address="127.0.0.1", port=port, tcp=tcp,

@@ -9,17 +9,20 @@ use smtp_common::*;
 use support::*;
 
 /// `mx.example.test` is the sink; the better-preference `dead` host has
-/// nothing listening; `nullmx.test` accepts no mail.
+/// nothing listening; `nullmx.test` accepts no mail; `nomx.test` has only
+/// an address (its implicit MX is itself, the sink); `nosuch.test` is not in
+/// the zone (NXDOMAIN).
 const ZONE: &str = "
 example.test. 60 IN MX 20 mx.example.test.
 example.test. 60 IN MX 10 dead.example.test.
 mx.example.test. 60 IN A 127.0.0.1
 dead.example.test. 60 IN A 127.0.0.9
 nullmx.test. 60 IN MX 0 .
+nomx.test. 60 IN A 127.0.0.1
 ";
 
 #[test]
-fn mx_records_by_preference_then_null_mx_bounces() {
+fn mx_records_by_preference_implicit_mx_and_final_answers() {
     let ws = Workspace::new("");
     let sink = start_sink(&ws.dir().join("sink"), "127.0.0.1");
     let dns = start_dns(ws.dir(), ZONE);
@@ -45,7 +48,12 @@ end)
     );
     ws.write("policy.lua", &policy);
     let daemon = ws.start();
-    for email in ["ann@example.test", "bob@nullmx.test"] {
+    for email in [
+        "ann@example.test",
+        "bob@nullmx.test",
+        "cat@nomx.test",
+        "dan@nosuch.test",
+    ] {
         let reply = inject(
             &daemon,
             &json!({
@@ -57,16 +65,34 @@ end)
         );
         assert_eq!(reply.status, 200, "{}", reply.body);
     }
-    let delivery = wait_for("a Delivery", WAIT_TIMEOUT, || {
-        ws.records_of("Delivery").into_iter().next()
-    });
-    assert_eq!(delivery["recipient"], "ann@example.test");
-    assert_eq!(delivery["peer_address"], sink.addr.to_string());
-    let got = received(&ws.dir().join("sink"));
-    assert_eq!(got[0].envelope["rcpt_tos"], json!(["ann@example.test"]));
-    let bounce = wait_for("a Bounce", WAIT_TIMEOUT, || {
-        ws.records_of("Bounce").into_iter().next()
-    });
-    assert_eq!(bounce["recipient"], "bob@nullmx.test");
-    assert_eq!(bounce["response"]["code"], 556, "{bounce}");
+    let deliveries = ws.wait_for_records("Delivery", 2);
+    let mut delivered: Vec<&str> = deliveries
+        .iter()
+        .map(|r| r["recipient"].as_str().unwrap())
+        .collect();
+    delivered.sort();
+    assert_eq!(delivered, ["ann@example.test", "cat@nomx.test"]);
+    for delivery in &deliveries {
+        assert_eq!(delivery["peer_address"], sink.addr.to_string());
+    }
+    let bounces = ws.wait_for_records("Bounce", 2);
+    let bounce_of = |rcpt: &str| {
+        bounces
+            .iter()
+            .find(|b| b["recipient"] == rcpt)
+            .unwrap_or_else(|| panic!("no bounce for {rcpt}: {bounces:?}"))
+            .clone()
+    };
+    assert_eq!(bounce_of("bob@nullmx.test")["response"]["code"], 556);
+    let nxdomain = bounce_of("dan@nosuch.test");
+    assert_eq!(nxdomain["response"]["code"], 550, "{nxdomain}");
+    assert!(
+        nxdomain["response"]["content"]
+            .as_str()
+            .unwrap()
+            .contains("NXDOMAIN"),
+        "{nxdomain}"
+    );
+    // Final answers are not retried: one attempt each, no TransientFailure.
+    assert!(ws.records_of("TransientFailure").is_empty());
 }

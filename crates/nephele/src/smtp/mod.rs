@@ -18,6 +18,7 @@ use egress::{
     EgressPath, EgressSource, GET_EGRESS_PATH_CONFIG, GET_EGRESS_POOL, GET_EGRESS_SOURCE,
 };
 use message::Message;
+use mx::MxAnswer;
 use policy::PolicyPool;
 use pool::{ConnectionPool, IdleConnection, PoolKey};
 use session::{Failure, Sent, Session};
@@ -80,7 +81,8 @@ impl SmtpDeliverer {
         let looked_up;
         let hosts = if hosts.is_empty() {
             looked_up = match mx::lookup(&self.resolver, domain).await {
-                Ok(found) if found.is_empty() => {
+                Ok(MxAnswer::Hosts(found)) => found,
+                Ok(MxAnswer::NullMx) => {
                     return (
                         Outcome::Permanent(Response::new(
                             556,
@@ -90,7 +92,16 @@ impl SmtpDeliverer {
                         via,
                     )
                 }
-                Ok(found) => found,
+                Ok(MxAnswer::NoSuchDomain) => {
+                    return (
+                        Outcome::Permanent(Response::new(
+                            550,
+                            (5, 1, 2),
+                            format!("{domain} does not exist (NXDOMAIN)"),
+                        )),
+                        via,
+                    )
+                }
                 Err(text) => return (transient((4, 4, 4), text), via),
             };
             looked_up.as_slice()

@@ -1,6 +1,7 @@
 //! MX resolution for queues without `mx_list`: the domain's MX records by
 //! preference (an implicit MX on the domain itself when it has none), as
-//! host names for the connection code (which adds the path's `smtp_port`). The resolver is the
+//! host names for the connection code (which adds the path's `smtp_port`);
+//! a null MX or a name that does not exist is final. The resolver is the
 //! system's, or the name servers given to `kumo.dns.configure_resolver`.
 
 use hickory_resolver::config::{NameServerConfigGroup, ResolverConfig};
@@ -40,10 +41,21 @@ pub fn resolver(params: Option<&ResolverParams>) -> anyhow::Result<TokioResolver
     Ok(builder.build())
 }
 
-/// The MX hosts of `domain`, best preference first. `Err`
-/// holds a text for a transient failure; a domain whose MX is `.` (null
-/// MX, RFC 7505) is `Ok(vec![])`.
-pub async fn lookup(resolver: &TokioResolver, domain: &str) -> Result<Vec<String>, String> {
+/// What the DNS says about where `domain`'s mail goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MxAnswer {
+    /// Hosts to try, best preference first (the domain itself when it has
+    /// no MX records, RFC 5321 5.1).
+    Hosts(Vec<String>),
+    /// The MX is `.` (RFC 7505): the domain accepts no mail.
+    NullMx,
+    /// The name does not exist (NXDOMAIN): no retry can change that.
+    NoSuchDomain,
+}
+
+/// Look up `domain`'s MX records. `Err` holds a text for a transient
+/// failure (timeouts, SERVFAIL, unreachable name servers).
+pub async fn lookup(resolver: &TokioResolver, domain: &str) -> Result<MxAnswer, String> {
     let fqdn = format!("{}.", domain.trim_end_matches('.'));
     match resolver.mx_lookup(fqdn.as_str()).await {
         Ok(found) => {
@@ -55,14 +67,20 @@ pub async fn lookup(resolver: &TokioResolver, domain: &str) -> Result<Vec<String
                 })
                 .collect();
             records.sort();
-            Ok(records
+            let hosts: Vec<String> = records
                 .into_iter()
                 .filter(|(_, host)| !host.is_empty())
                 .map(|(_, host)| host)
-                .collect())
+                .collect();
+            Ok(if hosts.is_empty() {
+                MxAnswer::NullMx
+            } else {
+                MxAnswer::Hosts(hosts)
+            })
         }
-        // No MX (or no such name): the domain itself, RFC 5321 5.1.
-        Err(err) if err.is_no_records_found() => Ok(vec![domain.to_owned()]),
+        Err(err) if err.is_nx_domain() => Ok(MxAnswer::NoSuchDomain),
+        // The name exists without MX records: the domain itself.
+        Err(err) if err.is_no_records_found() => Ok(MxAnswer::Hosts(vec![domain.to_owned()])),
         Err(err) => Err(format!("MX lookup for {domain} failed: {err}")),
     }
 }
