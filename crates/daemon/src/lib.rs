@@ -87,6 +87,63 @@ pub fn init_logging(
     Ok(Logging { guard, set_filter })
 }
 
+/// How a server binary names itself for [`run`].
+pub struct Identity {
+    /// Prefix of the messages printed to stderr, e.g. `nephele`.
+    pub name: &'static str,
+    /// The environment variable holding the log filter.
+    pub log_env_var: &'static str,
+    /// Base name of the daily log files under `--diag-log-dir`.
+    pub log_file_name: &'static str,
+}
+
+/// The common life of a server binary: install logging, start a
+/// multi-threaded tokio runtime, run `serve` on it, and turn the outcome
+/// into the exit code. A failure is logged and also printed to stderr
+/// (prefixed with the binary's name), since logs may go to files.
+pub fn run<F, Fut>(
+    identity: &Identity,
+    format: DiagFormat,
+    log_dir: Option<&Path>,
+    serve: F,
+) -> std::process::ExitCode
+where
+    F: FnOnce(FilterSetter) -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<()>>,
+{
+    let name = identity.name;
+    let logging = match init_logging(
+        identity.log_env_var,
+        identity.log_file_name,
+        format,
+        log_dir,
+    ) {
+        Ok(logging) => logging,
+        Err(err) => {
+            eprintln!("{name}: {err:#}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            eprintln!("{name}: starting the runtime: {err}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(serve(logging.set_filter.clone())) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(err) => {
+            tracing::error!("{err:#}");
+            eprintln!("{name}: {err:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
 /// SIGTERM and SIGINT handlers. Install them before announcing readiness:
 /// a signal that arrives earlier would otherwise kill the process with the
 /// default action instead of starting a clean shutdown.

@@ -72,37 +72,15 @@ fn main() -> std::process::ExitCode {
             }
         }
     }
-    let logging = match daemon::init_logging(
-        "NEPHELE_LOG",
-        "nephele.log",
-        cli.diag_format,
-        cli.diag_log_dir.as_deref(),
-    ) {
-        Ok(logging) => logging,
-        Err(err) => {
-            eprintln!("nephele: {err:#}");
-            return std::process::ExitCode::FAILURE;
-        }
+    let identity = daemon::Identity {
+        name: "nephele",
+        log_env_var: "NEPHELE_LOG",
+        log_file_name: "nephele.log",
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(runtime) => runtime,
-        Err(err) => {
-            eprintln!("nephele: starting the runtime: {err}");
-            return std::process::ExitCode::FAILURE;
-        }
-    };
-    let set_filter = logging.set_filter.clone();
-    match runtime.block_on(run(cli, set_filter)) {
-        Ok(()) => std::process::ExitCode::SUCCESS,
-        Err(err) => {
-            error!("{err:#}");
-            eprintln!("nephele: {err:#}");
-            std::process::ExitCode::FAILURE
-        }
-    }
+    let (format, log_dir) = (cli.diag_format, cli.diag_log_dir.clone());
+    daemon::run(&identity, format, log_dir.as_deref(), |set_filter| {
+        run(cli, set_filter)
+    })
 }
 
 /// Load the policy and run `init`.

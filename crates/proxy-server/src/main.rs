@@ -25,7 +25,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tracing::{error, info, warn};
+use tracing::{info, warn};
 
 /// How long live sessions may drain after SIGINT/SIGTERM.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
@@ -90,36 +90,15 @@ fn main() -> std::process::ExitCode {
         );
         return std::process::ExitCode::SUCCESS;
     }
-    let logging = match daemon::init_logging(
-        "KUMO_PROXY_LOG",
-        "proxy-server.log",
-        cli.diag_format,
-        cli.diag_log_dir.as_deref(),
-    ) {
-        Ok(logging) => logging,
-        Err(err) => {
-            eprintln!("proxy-server: {err:#}");
-            return std::process::ExitCode::FAILURE;
-        }
+    let identity = daemon::Identity {
+        name: "proxy-server",
+        log_env_var: "KUMO_PROXY_LOG",
+        log_file_name: "proxy-server.log",
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(runtime) => runtime,
-        Err(err) => {
-            eprintln!("proxy-server: starting the runtime: {err}");
-            return std::process::ExitCode::FAILURE;
-        }
-    };
-    match runtime.block_on(run(cli, logging.set_filter.clone())) {
-        Ok(()) => std::process::ExitCode::SUCCESS,
-        Err(err) => {
-            error!("{err:#}");
-            eprintln!("proxy-server: {err:#}");
-            std::process::ExitCode::FAILURE
-        }
-    }
+    let (format, log_dir) = (cli.diag_format, cli.diag_log_dir.clone());
+    daemon::run(&identity, format, log_dir.as_deref(), |set_filter| {
+        run(cli, set_filter)
+    })
 }
 
 /// What the command line asks the proxy to serve.
