@@ -36,6 +36,7 @@ pub enum RelayOutcome {
 }
 
 /// Byte counters of the two directions.
+#[derive(Default)]
 pub struct RelayCounters {
     pub client_to_dest: Counter,
     pub dest_to_client: Counter,
@@ -231,7 +232,11 @@ async fn splice_one_way(
         let capacity = loan.pipe.as_ref().map_or(0, |pipe| pipe.capacity);
         let received = loop {
             from.readable().await?;
-            match read_clearing_readiness(from, capacity, || {
+            // Not `read_clearing_readiness`: a splice also stops short when
+            // the pipe runs out of slots (one per fragment, and fragments
+            // can be a few hundred bytes), with data still queued. Only
+            // EAGAIN proves the socket drained.
+            match from.try_io(Interest::READABLE, || {
                 splice(from.as_raw_fd(), pipe_write, capacity)
             }) {
                 Ok(n) => break n,
@@ -460,3 +465,7 @@ where
         () = idle_watchdog(&activity, idle_timeout) => Ok(RelayOutcome::IdleTimeout),
     }
 }
+
+#[cfg(test)]
+#[path = "relay_tests.rs"]
+mod tests;
