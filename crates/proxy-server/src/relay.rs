@@ -216,14 +216,30 @@ fn read_clearing_readiness(
     }
 }
 
-/// One direction with splice: socket → pipe → socket until EOF.
+/// One direction with splice: socket → pipe → socket until EOF. It starts
+/// with copies: small exchanges (handshakes, request and response) take the
+/// fewest syscalls that way, since a short read proves the socket drained
+/// while a short splice does not. The first read that fills the copy buffer
+/// marks a bulk transfer, which continues with splice.
 async fn splice_one_way(
     from: &TcpStream,
     to: &TcpStream,
     mut loan: LoanedPipe<'_>,
+    buffers: &BufferPool,
     counter: &Counter,
     activity: &Activity,
 ) -> io::Result<()> {
+    loop {
+        let received = copy_tcp_chunk(from, to, buffers, activity).await?;
+        if received == 0 {
+            shutdown_write(to);
+            return Ok(());
+        }
+        counter.inc_by(received as u64);
+        if received == COPY_BUFFER {
+            break;
+        }
+    }
     let Some(pipe) = loan.pipe.as_mut() else {
         return Err(io::Error::other("splice relay started without a pipe"));
     };
@@ -343,8 +359,22 @@ pub async fn relay_splice(
     let activity = Activity::new();
     let both = async {
         tokio::try_join!(
-            splice_one_way(client, dest, up, &counters.client_to_dest, &activity),
-            splice_one_way(dest, client, down, &counters.dest_to_client, &activity),
+            splice_one_way(
+                client,
+                dest,
+                up,
+                buffers,
+                &counters.client_to_dest,
+                &activity
+            ),
+            splice_one_way(
+                dest,
+                client,
+                down,
+                buffers,
+                &counters.dest_to_client,
+                &activity
+            ),
         )
     };
     tokio::select! {
@@ -376,15 +406,15 @@ impl BufferPool {
     }
 }
 
-/// One direction between TCP sockets with a borrowed buffer: wait until
-/// `from` is readable, borrow, read, write it all out, return the buffer.
-async fn copy_tcp_one_way(
+/// One chunk between TCP sockets with a borrowed buffer: wait until `from`
+/// is readable, borrow, read, write it all out, return the buffer. Returns
+/// the bytes moved; 0 is EOF.
+async fn copy_tcp_chunk(
     from: &TcpStream,
     to: &TcpStream,
     pool: &BufferPool,
-    counter: &Counter,
     activity: &Activity,
-) -> io::Result<()> {
+) -> io::Result<usize> {
     loop {
         from.readable().await?;
         let mut buffer = pool.take();
@@ -400,8 +430,7 @@ async fn copy_tcp_one_way(
         };
         if received == 0 {
             pool.give_back(buffer);
-            shutdown_write(to);
-            return Ok(());
+            return Ok(0);
         }
         activity.touch();
         let mut written = 0;
@@ -414,8 +443,26 @@ async fn copy_tcp_one_way(
             }
         }
         pool.give_back(buffer);
-        counter.inc_by(received as u64);
         activity.touch();
+        return Ok(received);
+    }
+}
+
+/// One direction between TCP sockets with borrowed buffers until EOF.
+async fn copy_tcp_one_way(
+    from: &TcpStream,
+    to: &TcpStream,
+    pool: &BufferPool,
+    counter: &Counter,
+    activity: &Activity,
+) -> io::Result<()> {
+    loop {
+        let received = copy_tcp_chunk(from, to, pool, activity).await?;
+        if received == 0 {
+            shutdown_write(to);
+            return Ok(());
+        }
+        counter.inc_by(received as u64);
     }
 }
 

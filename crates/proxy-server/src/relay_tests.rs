@@ -1,7 +1,7 @@
 //! The splice relay against a receive queue of many small, separate
 //! fragments: a splice then stops when the pipe runs out of slots, not
 //! bytes, with data still queued — and no new packet may come to wake the
-//! relay again.
+//! relay again. A bulk prefix first moves the relay from copies to splice.
 
 use super::*;
 use std::os::fd::AsRawFd;
@@ -31,14 +31,26 @@ fn queued(stream: &TcpStream) -> usize {
     bytes as usize
 }
 
-/// Send `FRAGMENTS` writes of `FRAGMENT_LEN` bytes, each from a different
-/// page of a file, so the receiver cannot merge them into one fragment.
+/// Bytes sent in one write first: more than a copy buffer, so the relay
+/// switches to splice before it meets the fragments.
+const BULK_PREFIX: usize = 2 * COPY_BUFFER;
+
+/// Send `BULK_PREFIX` bytes, then `FRAGMENTS` writes of `FRAGMENT_LEN`
+/// bytes, each from a different page of a file, so the receiver cannot
+/// merge them into one fragment.
 fn send_separate_fragments(sender: &TcpStream) -> Vec<u8> {
     let mut file = tempfile::tempfile().unwrap();
     let content: Vec<u8> = (0..FRAGMENTS * PAGE).map(|i| (i % 251) as u8).collect();
     std::io::Write::write_all(&mut file, &content).unwrap();
     socket2::SockRef::from(sender).set_nodelay(true).unwrap();
-    let mut expected = Vec::new();
+    let mut expected: Vec<u8> = (0..BULK_PREFIX).map(|i| (i % 13) as u8).collect();
+    let mut prefix = &expected[..];
+    while !prefix.is_empty() {
+        let n = sender
+            .try_write(prefix)
+            .expect("the prefix fits the socket buffers");
+        prefix = &prefix[n..];
+    }
     for fragment in 0..FRAGMENTS {
         let mut offset = (fragment * PAGE) as libc::off_t;
         // SAFETY: valid descriptors; sendfile advances the local offset.
