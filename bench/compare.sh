@@ -52,15 +52,11 @@ SERVER_PID=""       # the proxy under test right now
 PROXY_ADDR=""
 
 log() { printf '[compare] %s\n' "$*" >&2; }
+# shellcheck source=bench/lib.sh
+source "$ROOT/bench/lib.sh"
 
 cleanup() {
-    local pid
-    for pid in "${STARTED_PIDS[@]}"; do
-        if kill -0 "$pid" 2>/dev/null; then
-            kill "$pid" 2>/dev/null || true
-            wait "$pid" 2>/dev/null || true
-        fi
-    done
+    stop_started_pids
     if [[ -n "$CREATED_USER" ]]; then
         userdel "$CREATED_USER" 2>/dev/null || true
     fi
@@ -89,45 +85,6 @@ start_bg() {
     "$@" >"$WORK/$name.out" 2>"$WORK/$name.err" &
     BG_PID=$!
     STARTED_PIDS+=("$BG_PID")
-}
-
-# Stop one process we started, by PID, and reap it.
-stop_pid() {
-    local pid="$1"
-    if kill -0 "$pid" 2>/dev/null; then
-        kill "$pid" 2>/dev/null || true
-    fi
-    wait "$pid" 2>/dev/null || true
-}
-
-# A loopback port nobody listens on, below the ephemeral range so the load
-# tool's own outgoing connections cannot be handed the same port.
-free_port() {
-    local port _
-    for _ in $(seq 1 200); do
-        port=$((20000 + RANDOM % 12000))
-        if ! (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
-            echo "$port"
-            return 0
-        fi
-    done
-    log "no free port found"
-    return 1
-}
-
-# Wait (at most ~10 s) until something accepts on 127.0.0.1:$1 while $2 lives.
-wait_port() {
-    local port="$1" pid="$2" i
-    for i in $(seq 1 200); do
-        if ! kill -0 "$pid" 2>/dev/null; then
-            return 1
-        fi
-        if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
-            return 0
-        fi
-        sleep 0.05
-    done
-    return 1
 }
 
 # Wait (at most ~20 s) for a line matching the regex $2 in file $1 while $3

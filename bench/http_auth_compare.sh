@@ -30,15 +30,11 @@ mkdir -p "$OUT_DIR"
 STARTED_PIDS=()
 
 log() { printf '[http-compare] %s\n' "$*" >&2; }
+# shellcheck source=bench/lib.sh
+source "$ROOT/bench/lib.sh"
 
 cleanup() {
-    local pid
-    for pid in "${STARTED_PIDS[@]}"; do
-        if kill -0 "$pid" 2>/dev/null; then
-            kill "$pid" 2>/dev/null || true
-            wait "$pid" 2>/dev/null || true
-        fi
-    done
+    stop_started_pids
     if [[ "$OUT_DIR" != "$WORK" ]]; then
         cp -r "$WORK"/. "$OUT_DIR"/ 2>/dev/null || true
         rm -rf "$WORK"
@@ -59,34 +55,6 @@ install_tools() {
         "${sudo[@]}" apt-get update -qq
         "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
     fi
-}
-
-# A loopback port nobody listens on, below the ephemeral range.
-free_port() {
-    local port _
-    for _ in $(seq 1 200); do
-        port=$((20000 + RANDOM % 12000))
-        if ! (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
-            echo "$port"
-            return 0
-        fi
-    done
-    log "no free port found"
-    return 1
-}
-
-# Wait until 127.0.0.1:$1 accepts, while process $2 lives.
-wait_port() {
-    local port="$1" pid="$2" _
-    for _ in $(seq 1 500); do
-        kill -0 "$pid" 2>/dev/null || { log "process $pid exited before listening on $port"; return 1; }
-        if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
-            return 0
-        fi
-        sleep 0.02
-    done
-    log "nothing listens on $port"
-    return 1
 }
 
 start_ours() {
