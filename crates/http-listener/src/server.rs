@@ -45,6 +45,24 @@ pub struct HttpServices {
     pub openapi: utoipa::openapi::OpenApi,
 }
 
+impl HttpServices {
+    /// Services checked against the built-in default ACL map.
+    pub fn with_default_acl(
+        policy: PolicyPool,
+        registry: Arc<Registry>,
+        log_filter: Option<LogFilterSetter>,
+        openapi: utoipa::openapi::OpenApi,
+    ) -> Self {
+        HttpServices {
+            policy,
+            registry,
+            log_filter,
+            acl: Arc::new(AclMap::default_map().clone()),
+            openapi,
+        }
+    }
+}
+
 /// One listener's state, handed to its middleware and handlers.
 pub struct ListenerState {
     /// The shared services.
@@ -112,6 +130,21 @@ impl HttpListener {
             header_timeout,
             tls,
         })
+    }
+
+    /// Bind one listener per entry of `requested`, all sharing `services`;
+    /// `extra_routes` builds each one's copy of the binary's endpoints.
+    pub async fn bind_all(
+        requested: Vec<HttpListenerParams>,
+        services: HttpServices,
+        extra_routes: impl Fn() -> Router,
+    ) -> anyhow::Result<Vec<Self>> {
+        let services = Arc::new(services);
+        let mut bound = Vec::with_capacity(requested.len());
+        for params in requested {
+            bound.push(HttpListener::bind(params, services.clone(), extra_routes()).await?);
+        }
+        Ok(bound)
     }
 
     /// The bound address.

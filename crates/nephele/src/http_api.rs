@@ -57,16 +57,7 @@ pub async fn bind_listeners(
     set_log_filter: LogFilterSetter,
     service: Arc<InjectService>,
 ) -> anyhow::Result<Vec<HttpListener>> {
-    let services = Arc::new(HttpServices {
-        policy,
-        registry,
-        log_filter: Some(set_log_filter),
-        acl: Arc::new(aaa::AclMap::default_map().clone()),
-        openapi: openapi(),
-    });
-    let mut bound = Vec::with_capacity(requested.len());
-    for params in requested {
-        bound.push(HttpListener::bind(params, services.clone(), routes(service.clone())).await?);
-    }
-    Ok(bound)
+    let services =
+        HttpServices::with_default_acl(policy, registry, Some(set_log_filter), openapi());
+    HttpListener::bind_all(requested, services, || routes(service.clone())).await
 }

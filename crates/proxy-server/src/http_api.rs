@@ -51,16 +51,7 @@ pub async fn bind_listeners(
     let Some(policy) = policy else {
         anyhow::bail!("HTTP listeners need a policy (--proxy-config)");
     };
-    let services = Arc::new(HttpServices {
-        policy,
-        registry,
-        log_filter: Some(set_log_filter),
-        acl: Arc::new(aaa::AclMap::default_map().clone()),
-        openapi: openapi(),
-    });
-    let mut bound = Vec::with_capacity(requested.len());
-    for params in requested {
-        bound.push(HttpListener::bind(params, services.clone(), routes()).await?);
-    }
-    Ok(bound)
+    let services =
+        HttpServices::with_default_acl(policy, registry, Some(set_log_filter), openapi());
+    HttpListener::bind_all(requested, services, routes).await
 }

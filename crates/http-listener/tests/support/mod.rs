@@ -4,7 +4,6 @@
 
 #![allow(dead_code)]
 
-use aaa::AclMap;
 use http_listener::{CommonApi, HttpListener, HttpListenerParams, HttpServices, LogFilterSetter};
 use policy::{PolicyLoader, PolicyPool};
 use std::net::SocketAddr;
@@ -54,13 +53,12 @@ impl TestListener {
             params[key] = value.clone();
         }
         let params: HttpListenerParams = serde_json::from_value(params).unwrap();
-        let services = Arc::new(HttpServices {
-            policy: policy.clone(),
-            registry: Arc::new(prometheus_client::registry::Registry::default()),
+        let services = Arc::new(HttpServices::with_default_acl(
+            policy.clone(),
+            Arc::new(prometheus_client::registry::Registry::default()),
             log_filter,
-            acl: Arc::new(AclMap::default_map().clone()),
-            openapi: CommonApi::openapi(),
-        });
+            CommonApi::openapi(),
+        ));
         let listener = HttpListener::bind(params, services, extra).await.unwrap();
         let addr = listener.local_addr();
         let shutdown = CancellationToken::new();
