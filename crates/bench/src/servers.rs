@@ -5,7 +5,7 @@
 use crate::net::tune;
 use anyhow::{Context, Result};
 use std::net::SocketAddr;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::AsRawFd;
 use tokio::io::{AsyncReadExt, AsyncWriteExt, Interest};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
@@ -110,10 +110,8 @@ async fn discard(mut stream: TcpStream) -> std::io::Result<()> {
 /// A pipe into `/dev/null`: socket bytes go in and are dropped without ever
 /// reaching user space.
 struct SpliceSink {
-    pipe_read: OwnedFd,
-    pipe_write: OwnedFd,
+    pipe: splice::Pipe,
     null: std::fs::File,
-    capacity: usize,
 }
 
 /// The pipe size asked for (the unprivileged maximum by default).
@@ -121,66 +119,24 @@ const SINK_PIPE_CAPACITY: usize = 1 << 20;
 
 impl SpliceSink {
     fn new() -> std::io::Result<Self> {
-        let mut fds = [0 as RawFd; 2];
-        // SAFETY: fds has room for the two descriptors pipe2 writes.
-        if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_NONBLOCK | libc::O_CLOEXEC) } != 0 {
-            return Err(std::io::Error::last_os_error());
-        }
-        // SAFETY: pipe2 succeeded; both descriptors are new and ours.
-        let (pipe_read, pipe_write) =
-            unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
-        // SAFETY: F_SETPIPE_SZ on our own pipe; a refusal keeps the default.
-        let granted = unsafe {
-            libc::fcntl(
-                pipe_write.as_raw_fd(),
-                libc::F_SETPIPE_SZ,
-                SINK_PIPE_CAPACITY as libc::c_int,
-            )
-        };
+        let mut pipe = splice::Pipe::new()?;
+        pipe.grow_once(SINK_PIPE_CAPACITY);
         Ok(SpliceSink {
-            pipe_read,
-            pipe_write,
+            pipe,
             null: std::fs::OpenOptions::new().write(true).open("/dev/null")?,
-            capacity: if granted > 0 {
-                granted as usize
-            } else {
-                1 << 16
-            },
         })
     }
 
     /// Move what the socket holds into the pipe and on into `/dev/null`.
     /// `Ok(0)` is EOF; `WouldBlock` means the socket is drained.
     fn drain_from(&self, stream: &TcpStream) -> std::io::Result<usize> {
-        let n = splice(
-            stream.as_raw_fd(),
-            self.pipe_write.as_raw_fd(),
-            self.capacity,
-        )?;
+        let n = self
+            .pipe
+            .fill_from(stream.as_raw_fd(), self.pipe.capacity())?;
         let mut left = n;
         while left > 0 {
-            left -= splice(self.pipe_read.as_raw_fd(), self.null.as_raw_fd(), left)?;
+            left -= self.pipe.drain_to(self.null.as_raw_fd(), left)?;
         }
         Ok(n)
-    }
-}
-
-fn splice(from: RawFd, to: RawFd, len: usize) -> std::io::Result<usize> {
-    // SAFETY: plain descriptors, null offsets (none of them is seekable in
-    // a way splice would use).
-    let n = unsafe {
-        libc::splice(
-            from,
-            std::ptr::null_mut(),
-            to,
-            std::ptr::null_mut(),
-            len,
-            libc::SPLICE_F_MOVE | libc::SPLICE_F_NONBLOCK,
-        )
-    };
-    if n < 0 {
-        Err(std::io::Error::last_os_error())
-    } else {
-        Ok(n as usize)
     }
 }

@@ -5,16 +5,15 @@
 
 use parking_lot::Mutex;
 use prometheus_client::metrics::counter::Counter;
+use splice::Pipe;
 use std::io;
 use std::net::Shutdown;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, Interest};
 use tokio::net::TcpStream;
 
-/// A new pipe's capacity (the kernel default).
-const PIPE_DEFAULT_CAPACITY: usize = 1 << 16;
 /// What a pipe grows to once a splice filled it: bulk transfers then move
 /// more per syscall. Grown only on demand, since every pipe page counts
 /// against the user's pipe-user-pages limits.
@@ -81,56 +80,6 @@ async fn idle_watchdog(activity: &Activity, idle_timeout: Duration) {
     }
 }
 
-/// A pipe used as splice(2)'s in-kernel buffer.
-pub struct Pipe {
-    read: OwnedFd,
-    write: OwnedFd,
-    /// Bytes it holds at most; one splice moves up to this much.
-    capacity: usize,
-    /// Whether growing was tried already (it stays tried when refused).
-    grow_tried: bool,
-}
-
-impl Pipe {
-    fn new() -> io::Result<Pipe> {
-        let mut fds = [0 as RawFd; 2];
-        // SAFETY: fds has room for the two descriptors pipe2 writes.
-        if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_NONBLOCK | libc::O_CLOEXEC) } != 0 {
-            return Err(io::Error::last_os_error());
-        }
-        // SAFETY: pipe2 succeeded, so both are fresh descriptors we own.
-        Ok(unsafe {
-            Pipe {
-                read: OwnedFd::from_raw_fd(fds[0]),
-                write: OwnedFd::from_raw_fd(fds[1]),
-                capacity: PIPE_DEFAULT_CAPACITY,
-                grow_tried: false,
-            }
-        })
-    }
-
-    /// Grow to [`PIPE_BULK_CAPACITY`] once; past `pipe-max-size` or the
-    /// user's pipe page limits the kernel refuses and the pipe keeps its
-    /// size.
-    fn grow_once(&mut self) {
-        if self.grow_tried {
-            return;
-        }
-        self.grow_tried = true;
-        // SAFETY: F_SETPIPE_SZ on a pipe descriptor we own.
-        let granted = unsafe {
-            libc::fcntl(
-                self.write.as_raw_fd(),
-                libc::F_SETPIPE_SZ,
-                PIPE_BULK_CAPACITY as libc::c_int,
-            )
-        };
-        if granted > 0 {
-            self.capacity = granted as usize;
-        }
-    }
-}
-
 /// Empty pipes kept for reuse, saving two syscalls per tunnel direction.
 #[derive(Default)]
 pub struct PipePool {
@@ -152,25 +101,6 @@ impl PipePool {
         if pipes.len() < MAX_POOLED_PIPES {
             pipes.push(pipe);
         }
-    }
-}
-
-fn splice(from: RawFd, to: RawFd, len: usize) -> io::Result<usize> {
-    // SAFETY: plain descriptors and null offsets (both ends are not seekable).
-    let n = unsafe {
-        libc::splice(
-            from,
-            std::ptr::null_mut(),
-            to,
-            std::ptr::null_mut(),
-            len,
-            libc::SPLICE_F_MOVE | libc::SPLICE_F_NONBLOCK,
-        )
-    };
-    if n < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(n as usize)
     }
 }
 
@@ -240,12 +170,19 @@ async fn splice_one_way(
             break;
         }
     }
-    let Some(pipe) = loan.pipe.as_mut() else {
+    // The pipe and its fill level, borrowed apart: `bytes_inside` must be
+    // current at every await, so a cancelled transfer drops a pipe that
+    // still holds bytes instead of returning it to the pool.
+    let LoanedPipe {
+        pipe: Some(pipe),
+        bytes_inside,
+        ..
+    } = &mut loan
+    else {
         return Err(io::Error::other("splice relay started without a pipe"));
     };
-    let (pipe_read, pipe_write) = (pipe.read.as_raw_fd(), pipe.write.as_raw_fd());
     loop {
-        let capacity = loan.pipe.as_ref().map_or(0, |pipe| pipe.capacity);
+        let capacity = pipe.capacity();
         let received = loop {
             from.readable().await?;
             // Not `read_clearing_readiness`: a splice also stops short when
@@ -253,7 +190,7 @@ async fn splice_one_way(
             // can be a few hundred bytes), with data still queued. Only
             // EAGAIN proves the socket drained.
             match from.try_io(Interest::READABLE, || {
-                splice(from.as_raw_fd(), pipe_write, capacity)
+                pipe.fill_from(from.as_raw_fd(), capacity)
             }) {
                 Ok(n) => break n,
                 Err(err) if err.kind() == io::ErrorKind::WouldBlock => continue,
@@ -264,23 +201,21 @@ async fn splice_one_way(
             shutdown_write(to);
             return Ok(());
         }
-        loan.bytes_inside = received;
+        *bytes_inside = received;
         activity.touch();
-        while loan.bytes_inside > 0 {
+        while *bytes_inside > 0 {
             to.writable().await?;
             match to.try_io(Interest::WRITABLE, || {
-                splice(pipe_read, to.as_raw_fd(), loan.bytes_inside)
+                pipe.drain_to(to.as_raw_fd(), *bytes_inside)
             }) {
-                Ok(n) => loan.bytes_inside -= n,
+                Ok(n) => *bytes_inside -= n,
                 Err(err) if err.kind() == io::ErrorKind::WouldBlock => continue,
                 Err(err) => return Err(err),
             }
         }
         if received == capacity {
             // A full pipe: this direction is a bulk transfer.
-            if let Some(pipe) = loan.pipe.as_mut() {
-                pipe.grow_once();
-            }
+            pipe.grow_once(PIPE_BULK_CAPACITY);
         }
         counter.inc_by(received as u64);
         activity.touch();
