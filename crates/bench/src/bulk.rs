@@ -5,7 +5,7 @@
 
 use crate::cli::BulkArgs;
 use crate::net::Dialer;
-use crate::rss::tree_cpu_us;
+use crate::rss::CpuWindow;
 use crate::servers::{self, ServerKind};
 use crate::stats::ErrorTally;
 use anyhow::{bail, Context, Result};
@@ -99,7 +99,7 @@ pub async fn run(args: BulkArgs) -> Result<BulkReport> {
     }
     barrier.wait().await;
     let start = Instant::now();
-    let cpu_before = args.pid.map(tree_cpu_us).transpose()?;
+    let cpu = args.pid.map(CpuWindow::start).transpose()?;
 
     let mut bytes = 0;
     let mut errors = ErrorTally::default();
@@ -110,14 +110,11 @@ pub async fn run(args: BulkArgs) -> Result<BulkReport> {
         }
     }
     let elapsed = start.elapsed().as_secs_f64().max(1e-9);
-    let proxy_cpu_ms_per_gib = match (args.pid, cpu_before) {
-        (Some(pid), Some(before)) => {
-            let used_us = tree_cpu_us(pid)?.saturating_sub(before);
-            let gib = bytes as f64 / (1u64 << 30) as f64;
-            Some(used_us as f64 / 1000.0 / gib.max(1e-9))
-        }
-        _ => None,
-    };
+    let gib = bytes as f64 / (1u64 << 30) as f64;
+    let proxy_cpu_ms_per_gib = cpu
+        .map(|window| window.used_us())
+        .transpose()?
+        .map(|used_us| used_us as f64 / 1000.0 / gib.max(1e-9));
     Ok(BulkReport {
         mode: "bulk",
         label: args.client.label(),

@@ -5,7 +5,7 @@
 
 use crate::cli::ConnArgs;
 use crate::net::Dialer;
-use crate::rss::tree_cpu_us;
+use crate::rss::CpuWindow;
 use crate::servers::{self, ServerKind};
 use crate::stats::{ErrorTally, LatencySummary};
 use anyhow::{Context, Result};
@@ -88,10 +88,10 @@ pub async fn run(args: ConnArgs) -> Result<ConnReport> {
     }
     // The proxy's CPU clock is read at the start and end of the measured
     // window, so warm-up work is not charged to measured connections.
-    let cpu_before = match args.pid {
+    let cpu = match args.pid {
         Some(pid) => {
             tokio::time::sleep_until(measure_from.into()).await;
-            Some((pid, tree_cpu_us(pid)?))
+            Some(CpuWindow::start(pid)?)
         }
         None => None,
     };
@@ -103,10 +103,7 @@ pub async fn run(args: ConnArgs) -> Result<ConnReport> {
         errors.merge(result.errors);
     }
     let elapsed = Instant::now().saturating_duration_since(measure_from);
-    let cpu_used_us = match cpu_before {
-        Some((pid, before)) => Some(tree_cpu_us(pid)?.saturating_sub(before)),
-        None => None,
-    };
+    let cpu_used_us = cpu.map(|window| window.used_us()).transpose()?;
     let latency = LatencySummary::from_samples(&mut latencies);
     let proxy_cpu_us_per_conn = cpu_used_us.map(|us| us as f64 / latency.count.max(1) as f64);
     Ok(ConnReport {

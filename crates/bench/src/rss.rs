@@ -65,6 +65,28 @@ pub fn tree_cpu_us(pid: u32) -> Result<u64> {
     Ok(ticks * 1_000_000 / ticks_per_sec)
 }
 
+/// The proxy's CPU clock ([`tree_cpu_us`]) read at the start of a measured
+/// window.
+pub struct CpuWindow {
+    pid: u32,
+    start_us: u64,
+}
+
+impl CpuWindow {
+    /// Start the window now.
+    pub fn start(pid: u32) -> Result<Self> {
+        Ok(CpuWindow {
+            pid,
+            start_us: tree_cpu_us(pid)?,
+        })
+    }
+
+    /// CPU microseconds the process tree used since [`CpuWindow::start`].
+    pub fn used_us(&self) -> Result<u64> {
+        Ok(tree_cpu_us(self.pid)?.saturating_sub(self.start_us))
+    }
+}
+
 fn clock_ticks_per_sec() -> u64 {
     // SAFETY: sysconf has no preconditions.
     let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
