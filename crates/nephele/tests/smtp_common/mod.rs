@@ -79,13 +79,19 @@ fn spawn_with_marker(mut command: Command, marker: &str, use_stderr: bool) -> He
     }
 }
 
+/// The aiosmtpd sink on `host`, writing into `dir`; `tls_files` (certificate
+/// and key) make it offer STARTTLS.
+fn spawn_sink(dir: &Path, host: &str, tls_files: &[PathBuf]) -> Helper {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/smtp_sink.py");
+    let mut command = Command::new("/usr/bin/python3");
+    command.arg(script).arg(dir).arg(host).args(tls_files);
+    spawn_with_marker(command, "sink listening on ", false)
+}
+
 /// The aiosmtpd sink on `host`, writing into `dir`.
 pub fn start_sink(dir: &Path, host: &str) -> Helper {
     std::fs::create_dir_all(dir).unwrap();
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/smtp_sink.py");
-    let mut command = Command::new("/usr/bin/python3");
-    command.arg(script).arg(dir).arg(host);
-    spawn_with_marker(command, "sink listening on ", false)
+    spawn_sink(dir, host, &[])
 }
 
 /// The sink offering STARTTLS with a certificate generated for
@@ -98,10 +104,7 @@ pub fn start_tls_sink(dir: &Path, host: &str) -> Helper {
     let key = dir.join("key.pem");
     std::fs::write(&cert, generated.cert.pem()).unwrap();
     std::fs::write(&key, generated.key_pair.serialize_pem()).unwrap();
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/smtp_sink.py");
-    let mut command = Command::new("/usr/bin/python3");
-    command.arg(script).arg(dir).arg(host).arg(cert).arg(key);
-    spawn_with_marker(command, "sink listening on ", false)
+    spawn_sink(dir, host, &[cert, key])
 }
 
 /// One message the sink received.
