@@ -29,6 +29,8 @@ pub struct ProxyCommand {
     dir: tempfile::TempDir,
     args: Vec<String>,
     envs: Vec<(String, String)>,
+    /// A program (with its arguments) that execs the proxy; empty: none.
+    wrapper: Vec<String>,
 }
 
 impl ProxyCommand {
@@ -53,6 +55,7 @@ impl ProxyCommand {
             dir: tempfile::tempdir().expect("create temp dir"),
             args: Vec::new(),
             envs: Vec::new(),
+            wrapper: Vec::new(),
         }
     }
 
@@ -82,7 +85,14 @@ impl ProxyCommand {
     }
 
     fn spawn(self) -> Spawned {
-        let mut command = Command::new(PROXY_BIN);
+        let mut command = match self.wrapper.split_first() {
+            Some((program, wrapper_args)) => {
+                let mut command = Command::new(program);
+                command.args(wrapper_args).arg(PROXY_BIN);
+                command
+            }
+            None => Command::new(PROXY_BIN),
+        };
         command
             .args(&self.args)
             .env_remove("KUMO_PROXY_LOG")
@@ -93,9 +103,12 @@ impl ProxyCommand {
         for (key, value) in &self.envs {
             command.env(key, value);
         }
-        let mut child = command
-            .spawn()
-            .unwrap_or_else(|err| panic!("spawn {PROXY_BIN} {:?}: {err}", self.args));
+        let mut child = command.spawn().unwrap_or_else(|err| {
+            panic!(
+                "spawn {:?} {PROXY_BIN} {:?}: {err}",
+                self.wrapper, self.args
+            )
+        });
         let (events_tx, events) = mpsc::channel();
         let stderr = Log::default();
         let stdout = Log::default();
@@ -398,71 +411,10 @@ impl RunningProxy {
 /// `prlimit --nofile=64:64 --`; the wrapper must exec the proxy (same pid).
 impl ProxyCommand {
     /// Like [`ProxyCommand::start`], with the proxy run through `wrapper`.
-    pub fn start_wrapped(self, wrapper: &[&str]) -> RunningProxy {
-        let (program, wrapper_args) = wrapper.split_first().expect("a wrapper program");
-        let mut command = Command::new(program);
-        command
-            .args(wrapper_args)
-            .arg(PROXY_BIN)
-            .args(&self.args)
-            .env_remove("KUMO_PROXY_LOG")
-            .env("NO_COLOR", "1")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        for (key, value) in &self.envs {
-            command.env(key, value);
-        }
-        let mut child = command
-            .spawn()
-            .unwrap_or_else(|err| panic!("spawn {wrapper:?} {PROXY_BIN} {:?}: {err}", self.args));
-        let (events_tx, events) = mpsc::channel();
-        let (stderr, stdout) = (Log::default(), Log::default());
-        let readers = vec![
-            spawn_reader(
-                child.stderr.take().unwrap(),
-                stderr.clone(),
-                events_tx.clone(),
-                true,
-            ),
-            spawn_reader(
-                child.stdout.take().unwrap(),
-                stdout.clone(),
-                events_tx,
-                false,
-            ),
-        ];
-        let mut spawned = Spawned {
-            guard: ChildGuard(Some(child)),
-            dir: self.dir,
-            args: self.args,
-            stderr,
-            stdout,
-            events,
-            readers,
-        };
-        let mut readers_done = 0;
-        let addr = loop {
-            match spawned.events.recv_timeout(START_TIMEOUT) {
-                Ok(ReaderEvent::Listener(addr)) => break addr,
-                Ok(ReaderEvent::Eof) if readers_done == 0 => readers_done += 1,
-                other => {
-                    let status = spawned.guard.wait(Duration::from_secs(1));
-                    panic!(
-                        "proxy {wrapper:?} {:?} did not log '{LISTENER_MARKER}ADDR' within \
-                         {START_TIMEOUT:?} (ended: {}, exit: {status:?})\n{}",
-                        spawned.args,
-                        other.is_ok(),
-                        spawned.output_dump()
-                    );
-                }
-            }
-        };
-        RunningProxy {
-            addr,
-            listeners: vec![addr],
-            spawned,
-        }
+    pub fn start_wrapped(mut self, wrapper: &[&str]) -> RunningProxy {
+        assert!(!wrapper.is_empty(), "a wrapper program");
+        self.wrapper = wrapper.iter().map(|s| s.to_string()).collect();
+        self.start()
     }
 }
 
