@@ -89,6 +89,7 @@ fn load(path: &std::path::Path) -> anyhow::Result<(PolicyPool, InitRequested)> {
     let registrars = vec![
         lua_api::registrar(requests.clone()),
         policy::aaa_registrar(policy::AaaContext::new()),
+        policy_lib::registrar(policy_lib::PolicyLibrary::new()),
     ];
     let loader = PolicyLoader::new(path, registrars);
     let pool = PolicyPool::new(loader, PolicyPool::default_max_idle(), POLICY_CALL_TIMEOUT)?;

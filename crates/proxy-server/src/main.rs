@@ -116,6 +116,7 @@ fn plan(cli: &Cli) -> anyhow::Result<Plan> {
             vec![
                 lua_api::registrar(requests.clone()),
                 policy::aaa_registrar(AaaContext::new()),
+                policy_lib::registrar(policy_lib::PolicyLibrary::new()),
             ],
         );
         let pool = PolicyPool::new(loader, PolicyPool::default_max_idle(), POLICY_CALL_TIMEOUT)?;
