@@ -92,7 +92,7 @@ fn load(path: &std::path::Path) -> anyhow::Result<(PolicyPool, InitRequested)> {
         policy_lib::registrar(policy_lib::PolicyLibrary::new()),
     ];
     let loader = PolicyLoader::new(path, registrars);
-    let pool = PolicyPool::new(loader, PolicyPool::default_max_idle(), POLICY_CALL_TIMEOUT)?;
+    let pool = PolicyPool::new(loader, POLICY_CALL_TIMEOUT)?;
     requests.open();
     let init = pool.with_state(|lua| match policy::call_sync(lua, &INIT, ()) {
         Ok(Some(())) => Ok(()),

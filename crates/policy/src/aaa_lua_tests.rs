@@ -4,7 +4,7 @@ use super::*;
 
 fn state() -> (Lua, Arc<AaaContext>) {
     let lua = Lua::new();
-    crate::kumo_module::register(&lua).unwrap();
+    crate::kumo_module::register(&lua, &Default::default()).unwrap();
     let ctx = AaaContext::new();
     aaa_registrar(ctx.clone())(&lua).unwrap();
     (lua, ctx)

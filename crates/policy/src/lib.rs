@@ -18,6 +18,7 @@ mod keysource;
 mod kumo_module;
 mod loader;
 mod pool;
+mod pool_settings;
 
 pub use aaa_context::{
     AaaContext, AAA_CACHE_MAX_ENTRIES, ACCESS_DECISION_TTL, ACL_DEFINITION_TTL, GET_ACL_DEFINITION,
@@ -30,6 +31,7 @@ pub use keysource::KeySource;
 pub use kumo_module::{call_sync, get_or_create_module, kumo_module};
 pub use loader::{ModuleRegistrar, PolicyLoader};
 pub use pool::{PolicyError, PolicyPool};
+pub use pool_settings::{PoolSettings, DEFAULT_LUA_MEMORY_LIMIT};
 
 /// Convert a Lua parameter table into a serde struct, turning serde's
 /// message (which names an unknown key) into a Lua error.

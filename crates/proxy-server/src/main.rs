@@ -119,7 +119,7 @@ fn plan(cli: &Cli) -> anyhow::Result<Plan> {
                 policy_lib::registrar(policy_lib::PolicyLibrary::new()),
             ],
         );
-        let pool = PolicyPool::new(loader, PolicyPool::default_max_idle(), POLICY_CALL_TIMEOUT)?;
+        let pool = PolicyPool::new(loader, POLICY_CALL_TIMEOUT)?;
         requests.open();
         let init = pool.with_state(call_proxy_init);
         let requested = requests.close();
