@@ -157,7 +157,7 @@ write_policy() {
 local kumo = require 'kumo'
 local proxy = require 'proxy'
 kumo.on('proxy_init', function()
-  proxy.start_proxy_listener { listen = '127.0.0.1:0', require_auth = $require_auth, use_splice = $use_splice }
+  proxy.start_proxy_listener { listen = '127.0.0.1:0', require_auth = $require_auth, use_splice = $use_splice, prohibited_destinations = {} }
 end)
 local db = { $AUTH_USER = '$AUTH_PASS' }
 kumo.on('proxy_server_auth_rfc1929', function(user, password, conn_meta)

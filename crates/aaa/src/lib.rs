@@ -30,7 +30,9 @@ pub use acl_map::{
     TRUSTED_IP_GROUP,
 };
 pub use auth_info::{AuthInfo, Identity, IdentityContext};
-pub use failure_limiter::{FailureLimiter, DEFAULT_MAX_TRACKED_IPS};
+pub use failure_limiter::{
+    ClientKey, FailureLimiter, FailureThresholds, ListenerFailureLimit, DEFAULT_MAX_TRACKED_IPS,
+};
 pub use machine::{InvalidIpOrCidr, IpOrCidr, IpSet};
 pub use resource::{Resource, MAX_PATH_BYTES, MAX_PATH_COMPONENTS};
 pub use secret::{redact, Secret};

@@ -220,3 +220,24 @@ impl AcceptBackoff {
         tokio::time::sleep(Self::PAUSE).await;
     }
 }
+
+/// The shutdown sequence both servers share, once their shutdown token is
+/// cancelled: wait for the accept loops to stop, then give the connection
+/// `tasks` up to `grace` to finish. `what` names the tasks in the log.
+pub async fn drain(
+    accept_loops: Vec<tokio::task::JoinHandle<()>>,
+    tasks: &tokio_util::task::TaskTracker,
+    grace: std::time::Duration,
+    what: &str,
+) {
+    for accept_loop in accept_loops {
+        let _ = accept_loop.await;
+    }
+    tasks.close();
+    if tokio::time::timeout(grace, tasks.wait()).await.is_err() {
+        warn!(
+            remaining = tasks.len(),
+            "{what} still open after the grace period of {grace:?}"
+        );
+    }
+}

@@ -5,7 +5,7 @@ use crate::access::check_access;
 use crate::authenticator::{Authenticator, AUTH_CACHE_TTL};
 use crate::endpoints;
 use crate::params::HttpListenerParams;
-use aaa::{AclMap, FailureLimiter};
+use aaa::{AclMap, FailureLimiter, ListenerFailureLimit};
 use anyhow::Context;
 use axum::extract::DefaultBodyLimit;
 use axum::http::StatusCode;
@@ -43,6 +43,8 @@ pub struct HttpServices {
     pub acl: Arc<AclMap>,
     /// The OpenAPI document served on `/api-docs/openapi.json`.
     pub openapi: utoipa::openapi::OpenApi,
+    /// The login failure limiter every HTTP listener of the process shares.
+    pub failure_limiter: Arc<FailureLimiter>,
 }
 
 impl HttpServices {
@@ -59,6 +61,7 @@ impl HttpServices {
             log_filter,
             acl: Arc::new(AclMap::default_map().clone()),
             openapi,
+            failure_limiter: FailureLimiter::new(aaa::DEFAULT_MAX_TRACKED_IPS),
         }
     }
 }
@@ -74,7 +77,7 @@ pub struct ListenerState {
     /// Decides credentials, with its cache.
     pub authenticator: Authenticator,
     /// Per-IP failed-login limit; `None` when disabled.
-    pub failure_limiter: Option<FailureLimiter>,
+    pub failure_limiter: Option<ListenerFailureLimit>,
     /// `kumo.aaa`'s state when the binary installed it: ACLs come from
     /// `get_acl_definition` (falling back to `services.acl`), decisions are
     /// cached and accounted. `None`: `services.acl` alone decides.
@@ -250,7 +253,7 @@ impl ListenerState {
         services: Arc<HttpServices>,
         local_addr: SocketAddr,
     ) -> Self {
-        let failure_limiter = params.auth_failure_limit.limiter();
+        let failure_limiter = params.auth_failure_limit.limiter(&services.failure_limiter);
         ListenerState {
             aaa: AaaContext::of(&services.policy),
             authenticator: Authenticator::new(services.policy.clone(), AUTH_CACHE_TTL),

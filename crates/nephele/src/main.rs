@@ -211,19 +211,7 @@ async fn run(cli: Cli, set_log_filter: daemon::FilterSetter) -> anyhow::Result<(
     signals.wait().await;
     info!("shutting down: no new connections, finishing requests for up to {SHUTDOWN_GRACE:?}");
     shutdown.cancel();
-    for accept_loop in accept_loops {
-        let _ = accept_loop.await;
-    }
-    connections.close();
-    if tokio::time::timeout(SHUTDOWN_GRACE, connections.wait())
-        .await
-        .is_err()
-    {
-        warn!(
-            remaining = connections.len(),
-            "requests still open after the grace period"
-        );
-    }
+    daemon::drain(accept_loops, &connections, SHUTDOWN_GRACE, "requests").await;
     if let Some(queues) = &queues {
         queues.shutdown(SHUTDOWN_GRACE).await;
     }

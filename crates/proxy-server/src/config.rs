@@ -1,5 +1,6 @@
 //! The parameters of `proxy.start_proxy_listener { ... }`.
 
+use crate::destination::deserialize_ip_ranges;
 pub use http_listener::AuthFailureLimitSetting;
 use policy::{deserialize_duration, KeySource};
 use serde::Deserialize;
@@ -60,6 +61,12 @@ pub struct ProxyListenerParams {
     /// Per-IP login failure limit (`false` disables).
     #[serde(default)]
     pub auth_failure_limit: AuthFailureLimitSetting,
+
+    /// Destination addresses CONNECT may not reach (IPs or CIDRs). Unset:
+    /// loopback, unspecified, link-local, multicast, broadcast and this
+    /// process's own listeners; a list (even `{}`) replaces all of that.
+    #[serde(default, deserialize_with = "deserialize_ip_ranges")]
+    pub prohibited_destinations: Option<Vec<ipnet::IpNet>>,
 }
 
 /// `tcp_keepalive = { enabled, time, interval, retries }`.
@@ -113,6 +120,7 @@ impl ProxyListenerParams {
             idle_timeout: default_idle_timeout(),
             max_connections: default_max_connections(),
             auth_failure_limit: AuthFailureLimitSetting::default(),
+            prohibited_destinations: None,
         }
     }
 

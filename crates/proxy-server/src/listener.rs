@@ -1,11 +1,13 @@
 //! A bound SOCKS5 listener and its accept loop.
 
 use crate::config::ProxyListenerParams;
+use crate::destination::{DestinationGuard, OwnListeners};
 use crate::metrics::{ListenerMetrics, ProxyMetrics};
 use crate::relay::{BufferPool, PipePool};
 use crate::session::serve_client;
-use aaa::FailureLimiter;
+use aaa::{FailureLimiter, ListenerFailureLimit};
 use anyhow::Context;
+use ipnet::IpNet;
 use policy::{AaaContext, PolicyPool};
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -24,13 +26,31 @@ pub struct ListenerContext {
     pub pipes: Arc<PipePool>,
     /// Copy buffers for plain-TCP relays without splice.
     pub buffers: BufferPool,
-    /// Per-IP login failure limit; `None` when disabled.
-    pub failure_limiter: Option<FailureLimiter>,
+    /// Per-client login failure limit (the process's table, this
+    /// listener's thresholds); `None` when disabled.
+    pub failure_limiter: Option<ListenerFailureLimit>,
+    /// Which resolved addresses CONNECT may reach.
+    pub destinations: DestinationGuard,
     /// Set when clients must speak TLS first.
     pub tls: Option<tls::TlsAcceptor>,
     /// `kumo.aaa`'s state: CONNECT/BIND authorization and accounting;
     /// `None` in legacy mode (no policy, nothing checked).
     pub aaa: Option<Arc<AaaContext>>,
+}
+
+/// What every SOCKS listener of the process shares.
+pub struct ProxyShared {
+    /// `None` in legacy mode.
+    pub policy: Option<PolicyPool>,
+    pub metrics: ProxyMetrics,
+    pub pipes: Arc<PipePool>,
+    /// One login failure table for all SOCKS listeners.
+    pub failure_limiter: Arc<FailureLimiter>,
+    /// The process's listening addresses, refused as destinations.
+    pub own_listeners: Arc<OwnListeners>,
+    /// Ranges exempted from the default prohibited destinations
+    /// (legacy mode's `--allow-destination`).
+    pub allow_destinations: Vec<IpNet>,
 }
 
 /// A bound listener, ready to run.
@@ -43,28 +63,30 @@ pub struct ProxyListener {
 
 impl ProxyListener {
     /// Bind the listener and log its real address.
-    pub async fn bind(
-        params: ProxyListenerParams,
-        policy: Option<PolicyPool>,
-        metrics: &ProxyMetrics,
-        pipes: Arc<PipePool>,
-    ) -> anyhow::Result<Self> {
+    pub async fn bind(params: ProxyListenerParams, shared: &ProxyShared) -> anyhow::Result<Self> {
         let tls = params.tls_acceptor()?;
         let listener = crate::outbound::tuned_listener(params.listen, &params.tcp_keepalive)
             .with_context(|| format!("binding proxy listener {}", params.listen))?;
         let local_addr = listener.local_addr()?;
         info!(tls = tls.is_some(), "proxy listener on {local_addr}");
         let slots = Arc::new(Semaphore::new(params.max_connections));
-        let failure_limiter = params.auth_failure_limit.limiter();
+        let failure_limiter = params.auth_failure_limit.limiter(&shared.failure_limiter);
+        let destinations = DestinationGuard::new(
+            params.prohibited_destinations.as_deref(),
+            shared.allow_destinations.clone(),
+            shared.own_listeners.clone(),
+        );
+        let policy = shared.policy.clone();
         let ctx = Arc::new(ListenerContext {
             aaa: policy.as_ref().and_then(AaaContext::of),
             failure_limiter,
+            destinations,
             tls,
             buffers: BufferPool::default(),
             params,
             policy,
-            metrics: metrics.for_listener(&local_addr.to_string()),
-            pipes,
+            metrics: shared.metrics.for_listener(&local_addr.to_string()),
+            pipes: shared.pipes.clone(),
         });
         Ok(ProxyListener {
             listener,
@@ -72,6 +94,11 @@ impl ProxyListener {
             ctx,
             slots,
         })
+    }
+
+    /// The bound address.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
     }
 
     /// Accept clients until `shutdown` is cancelled; sessions are spawned on

@@ -144,7 +144,7 @@ fn kumo_start_proxy_listener_alias_works() {
     let text = format!(
         "local kumo = require 'kumo'\n\
          kumo.on('proxy_init', function()\n  \
-           kumo.start_proxy_listener {{ listen = '127.0.0.1:0', timeout = '5 seconds' }}\n\
+           kumo.start_proxy_listener {{ listen = '127.0.0.1:0', timeout = '5 seconds', prohibited_destinations = {{}} }}\n\
          end)\n\
          kumo.on('proxy_server_auth_rfc1929', function(username, password, conn_meta)\n\
          {SEED_HANDLER}\n\
@@ -161,8 +161,8 @@ fn two_listeners_from_one_policy() {
     let text = "local kumo = require 'kumo'\n\
                 local proxy = require 'proxy'\n\
                 kumo.on('proxy_init', function()\n\
-                \x20 proxy.start_proxy_listener { listen = '127.0.0.1:0' }\n\
-                \x20 proxy.start_proxy_listener { listen = '127.0.0.1:0', require_auth = true }\n\
+                \x20 proxy.start_proxy_listener { listen = '127.0.0.1:0', prohibited_destinations = {} }\n\
+                \x20 proxy.start_proxy_listener { listen = '127.0.0.1:0', require_auth = true, prohibited_destinations = {} }\n\
                 end)\n";
     let proxy = ProxyCommand::with_policy(text).start_listeners(2);
     let echo = spawn_echo_server("127.0.0.1:0");

@@ -156,7 +156,7 @@ pub const PROXY_POLICY: &str = r#"
 local kumo = require 'kumo'
 local proxy = require 'proxy'
 kumo.on('proxy_init', function()
-  proxy.start_proxy_listener { listen = '127.0.0.1:0', require_auth = true, timeout = '10 seconds' }
+  proxy.start_proxy_listener { listen = '127.0.0.1:0', require_auth = true, timeout = '10 seconds', prohibited_destinations = {} }
 end)
 kumo.on('proxy_server_auth_rfc1929', function(username, password, conn_meta)
   local f = assert(io.open('@DIR@/proxy_calls.txt', 'a'))
