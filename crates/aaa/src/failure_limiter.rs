@@ -157,9 +157,11 @@ impl FailureLimiter {
                 return false;
             }
         }
-        let until = now
-            .checked_add(block_for)
-            .unwrap_or(now + Duration::from_secs(86_400 * 365));
+        // Durations are capped at ten years when parsed; an Instant that
+        // still cannot hold the sum leaves the client unblocked (counted).
+        let Some(until) = now.checked_add(block_for) else {
+            return false;
+        };
         tables.blocked.insert(key, until);
         true
     }

@@ -103,6 +103,7 @@ pub struct HttpListener {
     max_connections: usize,
     header_timeout: Duration,
     tls: Option<tls::TlsAcceptor>,
+    refusal_log: daemon::LogThrottle,
 }
 
 impl HttpListener {
@@ -132,6 +133,7 @@ impl HttpListener {
             max_connections,
             header_timeout,
             tls,
+            refusal_log: daemon::LogThrottle::default(),
         })
     }
 
@@ -173,7 +175,9 @@ impl HttpListener {
                 }
             };
             let Ok(slot) = self.slots.clone().try_acquire_owned() else {
-                warn!(peer = %peer, limit = self.max_connections, "http max_connections reached; closing new connection");
+                if let Some(held_back) = self.refusal_log.allow() {
+                    warn!(peer = %peer, limit = self.max_connections, held_back, "http max_connections reached; closing new connection (held_back: refusals not logged in the last second)");
+                }
                 drop(stream);
                 continue;
             };

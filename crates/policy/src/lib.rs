@@ -36,13 +36,19 @@ pub use pool_settings::{PoolSettings, DEFAULT_LUA_MEMORY_LIMIT};
 /// Convert a Lua parameter table into a serde struct, turning serde's
 /// message (which names an unknown key) into a Lua error.
 pub fn from_lua_params<T: serde::de::DeserializeOwned>(
-    lua: &mlua::Lua,
+    _lua: &mlua::Lua,
     value: mlua::Value,
 ) -> mlua::Result<T> {
-    use mlua::LuaSerdeExt;
-    lua.from_value_with(
-        value,
-        mlua::DeserializeOptions::new().deny_unsupported_types(false),
-    )
-    .map_err(|err| mlua::Error::RuntimeError(format!("invalid parameters: {err}")))
+    let options = mlua::DeserializeOptions::new().deny_unsupported_types(false);
+    let deserializer = mlua::serde::Deserializer::new_with_options(value, options);
+    // The path names the key at fault, however deep (`tcp_keepalive.time`).
+    serde_path_to_error::deserialize(deserializer).map_err(|err| {
+        let path = err.path().to_string();
+        let inner = err.into_inner();
+        if path == "." {
+            mlua::Error::RuntimeError(format!("invalid parameters: {inner}"))
+        } else {
+            mlua::Error::RuntimeError(format!("invalid parameters: {path}: {inner}"))
+        }
+    })
 }

@@ -205,7 +205,8 @@ impl PolicyPool {
         let event = event.name;
         let timeout = self.inner.call_timeout;
         let timed_out = || PolicyError::Timeout { event, timeout };
-        let deadline = tokio::time::Instant::now() + timeout;
+        let now = tokio::time::Instant::now();
+        let deadline = now.checked_add(timeout).unwrap_or(now);
         let slot = tokio::time::timeout_at(deadline, self.inner.call_slots.clone().acquire_owned())
             .await
             .map_err(|_| timed_out())?
@@ -213,7 +214,9 @@ impl PolicyPool {
         let (sender, receiver) = oneshot::channel();
         let pool = self.clone();
         let runtime = tokio::runtime::Handle::current();
-        let wall_deadline = Instant::now() + deadline.duration_since(tokio::time::Instant::now());
+        let wall_now = Instant::now();
+        let remaining = deadline.duration_since(tokio::time::Instant::now());
+        let wall_deadline = wall_now.checked_add(remaining).unwrap_or(wall_now);
         tokio::task::spawn_blocking(move || {
             let outcome = pool.call_blocking::<A, R>(&runtime, event, args, wall_deadline);
             drop(slot);

@@ -53,6 +53,8 @@ pub async fn authenticate(
         }
         Err(err) => AuthDecision::Refused(redact(&err.to_string(), password)),
     };
+    // Escaped: a username is client bytes and must not forge log lines.
+    let user = user.escape_debug();
     match &decision {
         AuthDecision::Accepted(_) => debug!(peer = %peer, user = %user, "RFC 1929 login accepted"),
         AuthDecision::Refused(reason) => {

@@ -59,6 +59,7 @@ pub struct ProxyListener {
     local_addr: SocketAddr,
     ctx: Arc<ListenerContext>,
     slots: Arc<Semaphore>,
+    refusal_log: daemon::LogThrottle,
 }
 
 impl ProxyListener {
@@ -93,6 +94,7 @@ impl ProxyListener {
             local_addr,
             ctx,
             slots,
+            refusal_log: daemon::LogThrottle::default(),
         })
     }
 
@@ -120,7 +122,9 @@ impl ProxyListener {
             self.ctx.metrics.connections_accepted.inc();
             let Ok(slot) = self.slots.clone().try_acquire_owned() else {
                 self.ctx.metrics.connections_rejected.inc();
-                warn!(peer = %peer, limit = self.ctx.params.max_connections, "max_connections reached; closing new client");
+                if let Some(held_back) = self.refusal_log.allow() {
+                    warn!(peer = %peer, limit = self.ctx.params.max_connections, held_back, "max_connections reached; closing new client (held_back: refusals not logged in the last second)");
+                }
                 drop(client);
                 continue;
             };

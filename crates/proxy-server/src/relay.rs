@@ -250,7 +250,13 @@ where
 {
     let mut buf = vec![0u8; COPY_BUFFER];
     loop {
-        let n = from.read(&mut buf).await?;
+        let n = match from.read(&mut buf).await {
+            Ok(n) => n,
+            // A TLS peer that closes its TCP side without close_notify has
+            // ended its direction; the other one goes on.
+            Err(err) if err.kind() == io::ErrorKind::UnexpectedEof => 0,
+            Err(err) => return Err(err),
+        };
         if n == 0 {
             // Shutdown errors mean the peer is gone; nothing left to tell it.
             let _ = to.shutdown().await;

@@ -555,7 +555,10 @@ async fn handshake<S: AsyncRead + AsyncWrite + Unpin>(
         stream: client,
         received: Vec::with_capacity(HANDSHAKE_BUFFER),
         out: Vec::with_capacity(32),
-        deadline: tokio::time::Instant::now() + ctx.params.timeout,
+        deadline: {
+            let now = tokio::time::Instant::now();
+            now.checked_add(ctx.params.timeout).unwrap_or(now)
+        },
     };
     let deadline = io.deadline;
     let negotiated = tokio::time::timeout_at(deadline, negotiate(&mut io, peer, local, ctx))

@@ -36,6 +36,19 @@ fn unknown_listener_key_fails_start_naming_the_key() {
 }
 
 #[test]
+fn durations_past_ten_years_fail_start_naming_the_key() {
+    for keys in [
+        "idle_timeout = '11 years'",
+        "tcp_keepalive = { time = 1e12 }",
+        "auth_failure_limit = { block_for = '50 years' }",
+    ] {
+        let finished = ProxyCommand::with_policy(&policy(keys, None)).run_to_exit();
+        let key = keys.split(" = ").next().unwrap();
+        assert_start_fails(&finished, &[key, "10 years"], keys);
+    }
+}
+
+#[test]
 fn misspelled_listener_key_fails_start_naming_the_key() {
     let finished = ProxyCommand::with_policy(&policy("require_aut = true", None)).run_to_exit();
     assert_start_fails(&finished, &["require_aut"], "misspelled key");

@@ -206,7 +206,8 @@ impl SmtpDeliverer {
         };
         idle.deliveries += 1;
         if reusable && idle.deliveries < session.path.max_deliveries_per_connection {
-            idle.expires = Instant::now() + session.path.idle_timeout;
+            let now = Instant::now();
+            idle.expires = now.checked_add(session.path.idle_timeout).unwrap_or(now);
             self.pool.put(key.clone(), idle);
         } else {
             idle.conn.quit().await;
