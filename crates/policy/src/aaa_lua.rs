@@ -238,6 +238,7 @@ fn build_module(lua: &Lua, ctx: Arc<AaaContext>) -> mlua::Result<Table> {
             Ok(AclObject(Arc::new(AccessControlList::new(rules))))
         })?,
     )?;
+    register_cache_ttls(lua, &module, &ctx)?;
     let fall_back_ctx = ctx.clone();
     module.set(
         "set_fall_back_to_acl_map",
@@ -312,3 +313,37 @@ fn build_module(lua: &Lua, ctx: Arc<AaaContext>) -> mlua::Result<Table> {
 #[cfg(test)]
 #[path = "aaa_lua_tests.rs"]
 mod tests;
+
+/// `kumo.aaa.set_acl_cache_ttl(duration)` and
+/// `kumo.aaa.set_check_cache_ttl(duration)`.
+fn register_cache_ttls(lua: &Lua, module: &Table, ctx: &Arc<AaaContext>) -> mlua::Result<()> {
+    let definitions = ctx.clone();
+    module.set(
+        "set_acl_cache_ttl",
+        lua.create_function(move |_, ttl: Value| {
+            definitions.set_definition_ttl(ttl_param("set_acl_cache_ttl", ttl)?);
+            Ok(())
+        })?,
+    )?;
+    let decisions = ctx.clone();
+    module.set(
+        "set_check_cache_ttl",
+        lua.create_function(move |_, ttl: Value| {
+            decisions.set_decision_ttl(ttl_param("set_check_cache_ttl", ttl)?);
+            Ok(())
+        })?,
+    )
+}
+
+/// A duration argument: text (`'5 minutes'`) or seconds.
+fn ttl_param(function: &str, value: Value) -> mlua::Result<Duration> {
+    let parsed = match value {
+        Value::String(text) => crate::parse_duration(&text.to_str()?),
+        Value::Integer(seconds) => u64::try_from(seconds)
+            .map(Duration::from_secs)
+            .map_err(|_| format!("{seconds} is not a duration")),
+        Value::Number(seconds) => crate::parse_duration(&seconds.to_string()),
+        other => Err(format!("expected a duration, got {}", other.type_name())),
+    };
+    parsed.map_err(|err| lua_err(function, err))
+}
