@@ -15,9 +15,10 @@ use socks5::{
 };
 use std::io;
 use std::net::{Ipv4Addr, SocketAddr};
-use std::time::Instant;
+// tokio's clock, so tests can pause and advance it.
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
+use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
 /// The longest handshake message (a 255-byte username and password).
@@ -426,7 +427,7 @@ async fn check_login(
     if let Some(remaining) = ctx
         .failure_limiter
         .as_ref()
-        .and_then(|l| l.blocked_for(peer.ip(), started))
+        .and_then(|l| l.blocked_for(peer.ip(), started.into_std()))
     {
         ctx.metrics.auth_blocked.inc();
         ctx.metrics.auth_failure.inc();
@@ -445,7 +446,7 @@ async fn check_login(
         AuthDecision::Refused(_) => {
             ctx.metrics.auth_failure.inc();
             if let Some(limiter) = &ctx.failure_limiter {
-                if limiter.record_failure(peer.ip(), Instant::now()) {
+                if limiter.record_failure(peer.ip(), Instant::now().into_std()) {
                     warn!(client = %peer.ip(), "client IP blocked after repeated login failures");
                 }
             }
