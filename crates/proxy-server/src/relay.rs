@@ -10,9 +10,11 @@ use std::io;
 use std::net::Shutdown;
 use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+// tokio's clock, so the idle timeout can be tested under a paused clock.
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, Interest};
 use tokio::net::TcpStream;
+use tokio::time::Instant;
 
 /// What a pipe grows to once a splice filled it: bulk transfers then move
 /// more per syscall. Grown only on demand, since every pipe page counts
