@@ -4,10 +4,10 @@
 //! and the small helpers around them (masked [`Secret`]s, the per-IP
 //! [`FailureLimiter`], [`IpOrCidr`] blocks) and the accounting log
 //! ([`AccountingLog`]: JSON lines in zstd segments, written off the request
-//! path).
+//! path by the `segment-log` crate's writer).
 //!
 //! This crate owns the data model only. It knows nothing of Lua, sockets or
-//! HTTP (the accounting log writes files from its own thread): the policy layer converts Lua values into these types and the
+//! HTTP: the policy layer converts Lua values into these types and the
 //! servers decide what to do with them.
 
 mod accounting;
@@ -20,9 +20,8 @@ mod resource;
 mod secret;
 
 pub use accounting::{
-    segment_name, AccountingConfig, AccountingLog, AccountingRecord, ACCOUNTING_QUEUE_CAPACITY,
+    AccountingConfig, AccountingLog, AccountingRecord, ACCOUNTING_QUEUE_CAPACITY,
     DEFAULT_COMPRESSION_LEVEL, DEFAULT_MAX_FILE_SIZE, DEFAULT_MAX_SEGMENT_DURATION,
-    DROP_WARNING_INTERVAL,
 };
 pub use acl::{Access, AccessControlList, AccessControlRule, AclCriteria, IdentityCriterion};
 pub use acl_map::{
