@@ -1,7 +1,7 @@
 //! Authentication, authorization and accounting: who a peer is
 //! ([`AuthInfo`], [`Identity`], [`IdentityContext`]), what it may do
 //! ([`AccessControlList`], [`AclMap`], [`Resource`], [`query_resource_access`])
-//! and the small helpers around them (masked [`Secret`]s, the per-IP
+//! and the small helpers around them (masked [`Secret`]s, [`KeySource`]s, the per-IP
 //! [`FailureLimiter`], [`IpOrCidr`] blocks) and the accounting log
 //! ([`AccountingLog`]: JSON lines in zstd segments, written off the request
 //! path by the `segment-log` crate's writer).
@@ -15,6 +15,7 @@ mod acl;
 mod acl_map;
 mod auth_info;
 mod failure_limiter;
+mod keysource;
 mod machine;
 mod resource;
 mod secret;
@@ -32,6 +33,7 @@ pub use auth_info::{AuthInfo, Identity, IdentityContext};
 pub use failure_limiter::{
     ClientKey, FailureLimiter, FailureThresholds, ListenerFailureLimit, DEFAULT_MAX_TRACKED_IPS,
 };
+pub use keysource::KeySource;
 pub use machine::{InvalidIpOrCidr, IpOrCidr, IpSet};
 pub use resource::{Resource, MAX_PATH_BYTES, MAX_PATH_COMPONENTS};
 pub use secret::{redact, Secret};
