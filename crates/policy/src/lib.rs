@@ -4,10 +4,11 @@
 //! `kumo` module (`kumo.on(event, fn)`), lets each binary add its own modules
 //! (`proxy`, ...), keeps a pool of loaded states so concurrent callers never
 //! wait on one state, and bumps a config epoch to reload the policy. It also
-//! owns the small value types that Lua parameter tables share: durations
-//! (keysources live in `aaa` and are re-exported here), and the `kumo.aaa` module with the process's access-control
-//! state ([`AaaContext`]: ACL sources, caches, accounting log). It knows
-//! nothing of sockets or protocols.
+//! owns the small value types that Lua parameter tables share (durations;
+//! keysources live in `aaa` and are re-exported here), and the `kumo.aaa`
+//! module with the process's access-control state ([`AaaContext`]: ACL
+//! sources, caches, accounting log). It knows nothing of sockets or
+//! protocols.
 
 mod aaa_context;
 mod aaa_lua;
