@@ -133,6 +133,11 @@ impl AccountingLog {
         self.log.dropped()
     }
 
+    /// The same count as a counter to register as a metric.
+    pub fn dropped_counter(&self) -> segment_log::DropCounter {
+        self.log.dropped_counter()
+    }
+
     /// Record a login attempt by `attempted`, if its outcome is switched on.
     pub fn log_authentication(&self, attempted: &Identity, success: bool, auth_info: &AuthInfo) {
         let wanted = if success {

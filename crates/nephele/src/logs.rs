@@ -170,6 +170,12 @@ impl LocalLogger {
         self.log.as_ref().map_or(0, SegmentLog::dropped)
     }
 
+    /// The same count as a counter to register as a metric; `None` when
+    /// logging is off.
+    pub fn dropped_counter(&self) -> Option<segment_log::DropCounter> {
+        self.log.as_ref().map(SegmentLog::dropped_counter)
+    }
+
     /// Write what is queued, finish the segment and stop the thread.
     /// Blocking.
     pub fn close(&self) {
@@ -246,6 +252,7 @@ mod tests {
         assert_eq!(second["peer_address"], "192.0.2.1:25");
         assert_eq!(second["egress_source"], "pool-a");
         assert_eq!(logger.dropped(), 0);
+        assert_eq!(logger.dropped_counter().map(|c| c.get()), Some(0));
         assert!(
             !logger.log(record(RecordType::Bounce)),
             "a closed logger queues nothing"
@@ -257,6 +264,7 @@ mod tests {
         let logger = LocalLogger::disabled();
         assert!(!logger.log(record(RecordType::Bounce)));
         assert_eq!(logger.dropped(), 0, "not queued is not a queue overflow");
+        assert!(logger.dropped_counter().is_none(), "no metric for no log");
         logger.close();
     }
 }

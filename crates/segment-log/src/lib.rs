@@ -34,6 +34,10 @@ use tracing::{error, warn};
 
 pub use writer::segment_name;
 
+/// The count of dropped records, as a Prometheus counter (clones share the
+/// count), so a binary can register it as a metric.
+pub type DropCounter = Counter;
+
 /// Default [`SegmentLogConfig::queue_capacity`].
 pub const DEFAULT_QUEUE_CAPACITY: usize = 8192;
 /// At most one "records dropped" warning per this interval, per log.
@@ -159,7 +163,7 @@ impl<T> SegmentLog<T> {
     }
 
     /// The drop counter, to register as a metric (clones share the count).
-    pub fn dropped_counter(&self) -> Counter {
+    pub fn dropped_counter(&self) -> DropCounter {
         self.dropped.clone()
     }
 
