@@ -136,6 +136,10 @@ fn bad_input_is_a_clear_error() {
             "kumo.aaa.configure_acct_log { log_dir = '/tmp/x', compression_level = 99 }",
             "compression_level",
         ),
+        (
+            "kumo.aaa.configure_acct_log { log_dir = '/proc/no-such-acct-dir' }",
+            "creating log_dir /proc/no-such-acct-dir",
+        ),
     ] {
         let err = lua.load(code).exec().unwrap_err().to_string();
         assert!(err.contains(needle), "{code}: {err}");

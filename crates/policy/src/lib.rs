@@ -4,22 +4,24 @@
 //! `kumo` module (`kumo.on(event, fn)`), lets each binary add its own modules
 //! (`proxy`, ...), keeps a pool of loaded states so concurrent callers never
 //! wait on one state, and bumps a config epoch to reload the policy. It also
-//! owns the small value types that Lua parameter tables share: durations and
-//! keysources, and the `kumo.aaa` module with the process's access-control
-//! state ([`AaaContext`]: ACL sources, caches, accounting log). It knows
-//! nothing of sockets or protocols.
+//! owns the small value types that Lua parameter tables share (durations;
+//! keysources live in `aaa` and are re-exported here), and the `kumo.aaa`
+//! module with the process's access-control state ([`AaaContext`]: ACL
+//! sources, caches, accounting log). It knows nothing of sockets or
+//! protocols.
 
 mod aaa_context;
 mod aaa_lua;
 mod auth_result;
 mod duration;
 mod events;
-mod keysource;
 mod kumo_module;
 mod loader;
 mod pool;
 mod pool_settings;
 
+/// Re-exported so Lua parameter tables keep naming `policy::KeySource`.
+pub use aaa::KeySource;
 pub use aaa_context::{
     AaaContext, AAA_CACHE_MAX_ENTRIES, ACCESS_DECISION_TTL, ACL_DEFINITION_TTL, GET_ACL_DEFINITION,
 };
@@ -27,7 +29,6 @@ pub use aaa_lua::{aaa_registrar, AclDefinition, AclMapObject, AclObject, Resourc
 pub use auth_result::LuaAuthResult;
 pub use duration::{deserialize_duration, deserialize_optional_duration, parse_duration};
 pub use events::{Bytes, EventDecl, SerdeArg};
-pub use keysource::KeySource;
 pub use kumo_module::{call_sync, get_or_create_module, kumo_module};
 pub use loader::{ModuleRegistrar, PolicyLoader};
 pub use pool::{PolicyError, PolicyPool};
