@@ -45,10 +45,13 @@ impl PolicyLibrary {
 
     /// Fresh library state whose `kumo.set_diagnostic_log_filter` calls
     /// `set_filter`.
+    // The update syntax keeps this right as other fields are added.
+    #[allow(clippy::needless_update)]
     pub fn with_log_filter(set_filter: LogFilterSetter) -> Arc<Self> {
-        let mut library = Self::default();
-        library.log_filter = Some(set_filter);
-        Arc::new(library)
+        Arc::new(Self {
+            log_filter: Some(set_filter),
+            ..Self::default()
+        })
     }
 }
 
