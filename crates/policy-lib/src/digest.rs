@@ -125,3 +125,7 @@ pub(crate) fn register(lua: &Lua) -> mlua::Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+#[path = "digest_tests.rs"]
+mod tests;

@@ -115,3 +115,7 @@ fn charset_named(label: &str) -> mlua::Result<&'static encoding_rs::Encoding> {
     encoding_rs::Encoding::for_label_no_replacement(label.as_bytes())
         .ok_or_else(|| fail(format!("unknown charset {label:?}")))
 }
+
+#[cfg(test)]
+#[path = "encode_tests.rs"]
+mod tests;

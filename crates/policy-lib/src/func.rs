@@ -7,8 +7,34 @@ use std::future::Future;
 
 /// A Lua error whose message starts with the Lua name of the function that
 /// failed, e.g. `kumo.digest.sha256: bad argument #1: ...`.
-pub(crate) fn named_error(name: &str, err: impl std::fmt::Display) -> mlua::Error {
-    mlua::Error::RuntimeError(format!("{name}: {err}"))
+pub(crate) fn named_error(name: &str, err: impl Into<ErrorText>) -> mlua::Error {
+    mlua::Error::RuntimeError(format!("{name}: {}", err.into().0))
+}
+
+/// The text of an error without mlua's `runtime error: ` prefix, so a
+/// named error reads `name: message`.
+pub(crate) struct ErrorText(String);
+
+impl From<mlua::Error> for ErrorText {
+    fn from(err: mlua::Error) -> Self {
+        match err {
+            mlua::Error::RuntimeError(message) => ErrorText(message),
+            mlua::Error::CallbackError { cause, .. } => ErrorText::from((*cause).clone()),
+            other => ErrorText(other.to_string()),
+        }
+    }
+}
+
+impl From<String> for ErrorText {
+    fn from(message: String) -> Self {
+        ErrorText(message)
+    }
+}
+
+impl From<fancy_regex::Error> for ErrorText {
+    fn from(err: fancy_regex::Error) -> Self {
+        ErrorText(err.to_string())
+    }
 }
 
 /// A plain runtime error; [`function`] adds the function's name in front.

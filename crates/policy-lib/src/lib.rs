@@ -18,6 +18,8 @@ mod func;
 mod regex;
 mod secrets;
 mod string;
+#[cfg(test)]
+mod test_support;
 mod time;
 mod uuid;
 

@@ -27,7 +27,7 @@ pub(crate) fn keysource_from_lua(lua: &Lua, value: Value) -> mlua::Result<KeySou
     let shape = "a keysource must be a file path or { key_data = '...' }";
     match &value {
         Value::String(_) | Value::Table(_) => {}
-        other => return Err(fail(format!("{shape}, not a {}", other.type_name()))),
+        other => return Err(fail(format!("{shape}, got {}", other.type_name()))),
     }
     // serde's message for a failed untagged enum says nothing useful (and
     // nothing secret): replace it with the accepted shapes.
@@ -61,3 +61,7 @@ pub(crate) fn register(lua: &Lua) -> mlua::Result<()> {
     )?;
     Ok(())
 }
+
+#[cfg(test)]
+#[path = "secrets_tests.rs"]
+mod tests;
