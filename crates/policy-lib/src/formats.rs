@@ -170,3 +170,7 @@ fn install(
     }
     Ok(())
 }
+
+#[cfg(test)]
+#[path = "formats_tests.rs"]
+mod tests;
