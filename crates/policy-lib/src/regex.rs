@@ -149,3 +149,7 @@ pub(crate) fn register(lua: &Lua) -> mlua::Result<()> {
     )?;
     Ok(())
 }
+
+#[cfg(test)]
+#[path = "regex_tests.rs"]
+mod tests;

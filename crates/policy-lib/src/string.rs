@@ -228,3 +228,7 @@ fn eval_template(
     env.render_named_str(name, source, context)
         .map_err(|err| fail(format!("{err:#}")))
 }
+
+#[cfg(test)]
+#[path = "string_tests.rs"]
+mod tests;
