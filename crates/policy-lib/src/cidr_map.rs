@@ -132,3 +132,7 @@ pub(crate) fn register(lua: &Lua) -> mlua::Result<()> {
     )?;
     Ok(())
 }
+
+#[cfg(test)]
+#[path = "cidr_map_tests.rs"]
+mod tests;

@@ -98,3 +98,7 @@ pub(crate) fn register(lua: &Lua) -> mlua::Result<()> {
     )?;
     Ok(())
 }
+
+#[cfg(test)]
+#[path = "domain_map_tests.rs"]
+mod tests;
