@@ -64,10 +64,10 @@ fn log(lua: &Lua, level: Level, args: &[Value]) {
     }
 }
 
-/// The parallelism estimate; `KUMO_AVAILABLE_PARALLELISM` overrides it,
-/// as upstream.
-fn available_parallelism() -> mlua::Result<usize> {
-    if let Ok(text) = std::env::var("KUMO_AVAILABLE_PARALLELISM") {
+/// The parallelism estimate; `KUMO_AVAILABLE_PARALLELISM` (passed in as
+/// `override_text`) replaces it, as upstream.
+fn available_parallelism(override_text: Option<String>) -> mlua::Result<usize> {
+    if let Some(text) = override_text {
         return text
             .trim()
             .parse::<usize>()
@@ -121,8 +121,12 @@ pub(crate) fn register(lua: &Lua, set_filter: Option<LogFilterSetter>) -> mlua::
     kumo.set(
         "available_parallelism",
         function(lua, "kumo.available_parallelism", |_, ()| {
-            available_parallelism()
+            available_parallelism(std::env::var("KUMO_AVAILABLE_PARALLELISM").ok())
         })?,
     )?;
     Ok(())
 }
+
+#[cfg(test)]
+#[path = "diagnostics_tests.rs"]
+mod tests;

@@ -7,10 +7,7 @@
 use crate::func::{async_function, fail, function, sub_module};
 use chrono::format::StrftimeItems;
 use chrono::{DateTime, Datelike, TimeZone, Timelike, Utc};
-use mlua::{
-    FromLua, IntoLua, Lua, MetaMethod, UserData, UserDataFields, UserDataMethods, UserDataRef,
-    Value,
-};
+use mlua::{IntoLua, Lua, MetaMethod, UserData, UserDataFields, UserDataMethods, Value};
 use std::time::{Duration, Instant};
 
 /// A point in time, kept in UTC.
@@ -52,22 +49,26 @@ impl UserData for Time {
 
     fn add_methods<M: UserDataMethods<Self>>(methods: &mut M) {
         methods.add_meta_method(MetaMethod::ToString, |_, this, ()| Ok(this.0.to_string()));
-        methods.add_meta_method(MetaMethod::Eq, |_, this, other: UserDataRef<Time>| {
-            Ok(*this == *other)
+        methods.add_meta_function(MetaMethod::Eq, |_, (a, b): (Value, Value)| {
+            Ok(copy_of::<Time>(&a).is_some() && copy_of::<Time>(&a) == copy_of::<Time>(&b))
         });
-        methods.add_meta_method(MetaMethod::Add, |_, this, delta: UserDataRef<TimeDelta>| {
-            this.0
+        methods.add_meta_function(MetaMethod::Add, |_, (a, b): (Value, Value)| {
+            let (Some(time), Some(delta)) = (copy_of::<Time>(&a), copy_of::<TimeDelta>(&b)) else {
+                return Err(fail("only a TimeDelta can be added to a Time"));
+            };
+            time.0
                 .checked_add_signed(delta.0)
                 .map(Time)
                 .ok_or_else(overflow)
         });
-        methods.add_meta_method(MetaMethod::Sub, |lua, this, other: Value| {
-            if let Ok(time) = UserDataRef::<Time>::from_lua(other.clone(), lua) {
-                return TimeDelta(this.0.signed_duration_since(time.0)).into_lua(lua);
+        methods.add_meta_function(MetaMethod::Sub, |lua, (a, b): (Value, Value)| {
+            let time = copy_of::<Time>(&a).ok_or_else(|| fail("expected a Time"))?;
+            if let Some(other) = copy_of::<Time>(&b) {
+                return TimeDelta(time.0.signed_duration_since(other.0)).into_lua(lua);
             }
-            let delta = UserDataRef::<TimeDelta>::from_lua(other, lua)
-                .map_err(|_| fail("a Time minus something other than a Time or TimeDelta"))?;
-            this.0
+            let delta = copy_of::<TimeDelta>(&b)
+                .ok_or_else(|| fail("a Time minus something other than a Time or TimeDelta"))?;
+            time.0
                 .checked_sub_signed(delta.0)
                 .map(Time)
                 .ok_or_else(overflow)?
@@ -106,21 +107,34 @@ impl UserData for TimeDelta {
 
     fn add_methods<M: UserDataMethods<Self>>(methods: &mut M) {
         methods.add_meta_method(MetaMethod::ToString, |_, this, ()| Ok(this.human()));
-        methods.add_meta_method(MetaMethod::Eq, |_, this, other: UserDataRef<TimeDelta>| {
-            Ok(*this == *other)
+        methods.add_meta_function(MetaMethod::Eq, |_, (a, b): (Value, Value)| {
+            let a = copy_of::<TimeDelta>(&a);
+            Ok(a.is_some() && a == copy_of::<TimeDelta>(&b))
         });
-        methods.add_meta_method(MetaMethod::Add, |_, this, other: UserDataRef<TimeDelta>| {
-            this.0
-                .checked_add(&other.0)
-                .map(TimeDelta)
-                .ok_or_else(overflow)
+        methods.add_meta_function(MetaMethod::Add, |_, (a, b): (Value, Value)| {
+            let (a, b) = two_deltas(&a, &b)?;
+            a.checked_add(&b).map(TimeDelta).ok_or_else(overflow)
         });
-        methods.add_meta_method(MetaMethod::Sub, |_, this, other: UserDataRef<TimeDelta>| {
-            this.0
-                .checked_sub(&other.0)
-                .map(TimeDelta)
-                .ok_or_else(overflow)
+        methods.add_meta_function(MetaMethod::Sub, |_, (a, b): (Value, Value)| {
+            let (a, b) = two_deltas(&a, &b)?;
+            a.checked_sub(&b).map(TimeDelta).ok_or_else(overflow)
         });
+    }
+}
+
+/// A copy of the `T` inside a userdata value. Copying (rather than holding
+/// a borrow) lets `d + d` use one object twice.
+fn copy_of<T: Copy + 'static>(value: &Value) -> Option<T> {
+    match value {
+        Value::UserData(ud) => ud.borrow::<T>().ok().map(|inner| *inner),
+        _ => None,
+    }
+}
+
+fn two_deltas(a: &Value, b: &Value) -> mlua::Result<(chrono::TimeDelta, chrono::TimeDelta)> {
+    match (copy_of::<TimeDelta>(a), copy_of::<TimeDelta>(b)) {
+        (Some(a), Some(b)) => Ok((a.0, b.0)),
+        _ => Err(fail("TimeDelta arithmetic needs two TimeDelta values")),
     }
 }
 
@@ -249,3 +263,7 @@ pub(crate) fn register(lua: &Lua) -> mlua::Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+#[path = "time_tests.rs"]
+mod tests;

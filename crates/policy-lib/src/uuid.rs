@@ -93,3 +93,7 @@ pub(crate) fn register(lua: &Lua) -> mlua::Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+#[path = "uuid_tests.rs"]
+mod tests;
