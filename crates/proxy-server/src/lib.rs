@@ -52,15 +52,23 @@ pub struct ProxyConfig {
 
 impl ProxyConfig {
     /// Load the policy at `path` and run `proxy_init`, which defines the
-    /// listeners. A policy that defines none is an error.
-    pub fn from_policy(path: &Path) -> anyhow::Result<Self> {
+    /// listeners. A policy that defines none is an error. `set_log_filter`
+    /// backs the policy's `kumo.set_diagnostic_log_filter`.
+    pub fn from_policy(
+        path: &Path,
+        set_log_filter: Option<LogFilterSetter>,
+    ) -> anyhow::Result<Self> {
+        let library = match set_log_filter {
+            Some(setter) => policy_lib::PolicyLibrary::with_log_filter(setter),
+            None => policy_lib::PolicyLibrary::new(),
+        };
         let requests = Arc::new(ListenerRequests::default());
         let loader = PolicyLoader::new(
             path,
             vec![
                 lua_api::registrar(requests.clone()),
                 policy::aaa_registrar(AaaContext::new()),
-                policy_lib::registrar(policy_lib::PolicyLibrary::new()),
+                policy_lib::registrar(library),
             ],
         );
         let pool = PolicyPool::new(loader, POLICY_CALL_TIMEOUT)?;
