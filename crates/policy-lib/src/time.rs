@@ -8,6 +8,7 @@ use crate::func::{async_function, fail, function, sub_module};
 use chrono::format::StrftimeItems;
 use chrono::{DateTime, Datelike, TimeZone, Timelike, Utc};
 use mlua::{IntoLua, Lua, MetaMethod, UserData, UserDataFields, UserDataMethods, Value};
+use std::fmt::Write;
 use std::time::{Duration, Instant};
 
 /// A point in time, kept in UTC.
@@ -40,7 +41,13 @@ impl UserData for Time {
         fields.add_field_method_get("unix_timestamp_millis", |_, this| {
             Ok(this.0.timestamp_millis())
         });
-        fields.add_field_method_get("rfc2822", |_, this| Ok(this.0.to_rfc2822()));
+        fields.add_field_method_get("rfc2822", |_, this| {
+            // chrono panics on years RFC 2822 cannot write.
+            if !(0..=9999).contains(&this.0.year()) {
+                return Err(fail("Time.rfc2822: the year is outside 0..=9999"));
+            }
+            Ok(this.0.to_rfc2822())
+        });
         fields.add_field_method_get("rfc3339", |_, this| Ok(this.0.to_rfc3339()));
         fields.add_field_method_get("elapsed", |_, this| {
             Ok(TimeDelta(Utc::now().signed_duration_since(this.0)))
@@ -78,7 +85,11 @@ impl UserData for Time {
             let items = StrftimeItems::new(&format)
                 .parse()
                 .map_err(|err| fail(format!("Time:format: invalid format {format:?}: {err}")))?;
-            Ok(this.0.format_with_items(items.iter()).to_string())
+            // Write rather than to_string(): a formatting error must not panic.
+            let mut out = String::new();
+            write!(out, "{}", this.0.format_with_items(items.iter()))
+                .map_err(|_| fail(format!("Time:format: cannot format with {format:?}")))?;
+            Ok(out)
         });
     }
 }
@@ -256,6 +267,9 @@ pub(crate) fn register(lua: &Lua) -> mlua::Result<()> {
             async_function(lua, name, |seconds: f64| async move {
                 let duration = Duration::try_from_secs_f64(seconds)
                     .map_err(|_| fail("expected a non-negative number of seconds"))?;
+                // tokio's timer panics outside a runtime; say so instead.
+                tokio::runtime::Handle::try_current()
+                    .map_err(|_| fail("needs the async runtime (call it from an event handler)"))?;
                 tokio::time::sleep(duration).await;
                 Ok(())
             })?,

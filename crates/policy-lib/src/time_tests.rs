@@ -117,6 +117,10 @@ fn bad_input_is_a_named_error() {
         &["a Time minus something other than a Time or TimeDelta"],
     );
     assert_error(
+        "return kumo.time.from_unix_timestamp(3e11).rfc2822",
+        &["Time.rfc2822: the year is outside 0..=9999"],
+    );
+    assert_error(
         "local t = kumo.time.with_ymd_hms(2000, 1, 1, 0, 0, 0) return t + kumo.time.parse_duration(9e15)",
         &["time would overflow"],
     );
@@ -148,4 +152,22 @@ async fn sleep_waits_on_the_tokio_clock() {
         err.to_string().contains("kumo.time.sleep: bad argument #1"),
         "{err}"
     );
+}
+
+/// Outside a coroutine (the top of a policy file, `proxy_init`) `sleep`
+/// cannot suspend, and outside a runtime it has no timer: both are errors,
+/// not a hang or a panic.
+#[test]
+fn sleep_outside_a_coroutine_or_runtime_is_an_error() {
+    assert_error(
+        "kumo.sleep(0.01)",
+        &["kumo.sleep: needs the async runtime (call it from an event handler)"],
+    );
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .unwrap();
+    let _entered = runtime.enter();
+    let message = crate::test_support::error_of("kumo.time.sleep(0.01)");
+    assert!(message.contains("yield"), "{message}");
 }
