@@ -3,7 +3,8 @@
 //! address with a `kumo.cidr` map, and the password against salted SHA-256
 //! digests (`kumo.digest`) kept in a JSON credential file (`kumo.json_parse`),
 //! driven by curl `--socks5`. It also logs through `kumo.log_*` after
-//! raising the log level with `kumo.set_diagnostic_log_filter`.
+//! raising the log level with `kumo.set_diagnostic_log_filter`, and sleeps
+//! briefly with `kumo.time.sleep` (an async function) in the handler.
 
 mod support;
 
@@ -42,6 +43,7 @@ kumo.on('proxy_init', function()
 end)
 
 kumo.on('proxy_server_auth_rfc1929', function(username, password, conn_meta)
+  kumo.time.sleep(0.001) -- async library functions work in handlers
   if not USERNAME:is_match(username) then
     kumo.log_warn('refused: username', kumo.string.trim(username), 'has a bad shape')
     return false
