@@ -1,7 +1,7 @@
 use crate::test_support::{assert_error, run_fresh};
 
 /// The examples of upstream's `kumo.cidr.make_map` page, unchanged (the
-/// last one defines a handler, which is not called here).
+/// last one registers a handler, which is not called here).
 #[test]
 fn upstream_examples() {
     run_fresh(
@@ -31,6 +31,16 @@ local cmap = kumo.cidr.make_map {
 cmap['4.2.4.2'] = 4242
 assert(cmap['4.2.4.2'] == 4242)
 assert(cmap['127.0.0.5'] == 'loopback')
+
+local SOURCE_CLASSIFICATION = kumo.cidr.make_map {
+  ['127.0.0.0/24'] = 'loopback',
+  ['10.0.0.0/24'] = 'lan',
+}
+
+kumo.on('smtp_server_message_received', function(msg)
+  local source_type = SOURCE_CLASSIFICATION[msg:get_meta 'received_from']
+end)
+assert(SOURCE_CLASSIFICATION['10.0.0.9:2525'] == 'lan')
 "#,
     );
 }

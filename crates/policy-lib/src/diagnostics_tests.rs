@@ -76,6 +76,13 @@ fn set_diagnostic_log_filter_calls_the_binary_setter() {
     crate::register(&lua, &PolicyLibrary::with_log_filter(setter)).unwrap();
     run(&lua, "kumo.set_diagnostic_log_filter 'info,lua=debug'");
     assert_eq!(*seen.lock(), vec!["info,lua=debug".to_owned()]);
+    // upstream's example, unchanged, registers an init handler that calls it.
+    run(
+        &lua,
+        "kumo.on = function(event, handler) handler() end\n\
+         kumo.on('init', function()\n  kumo.set_diagnostic_log_filter 'kumod=debug'\nend)",
+    );
+    assert_eq!(seen.lock().last().map(String::as_str), Some("kumod=debug"));
     let err = lua
         .load("kumo.set_diagnostic_log_filter 'bad!'")
         .exec()

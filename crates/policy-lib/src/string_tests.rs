@@ -125,8 +125,22 @@ assert(kumo.string.eval_template('x.txt', '{{ who }}', {}, 'Static') == '{{ who 
     );
 }
 
-/// upstream's second `eval_template` example (it prints; here the output
-/// is checked instead of printed).
+/// The first `eval_template` example of upstream's page, unchanged (it
+/// prints); the second one's template is in the next test.
+#[test]
+fn upstream_eval_template_example_runs_unchanged() {
+    run_fresh(
+        r#"
+-- This will print `"John"`
+print(
+  kumo.string.eval_template('example.json', [[{{name}}]], { name = 'John' })
+)
+"#,
+    );
+}
+
+/// The shape of upstream's second `eval_template` example, with its
+/// output checked instead of printed.
 #[test]
 fn upstream_eval_template_log_record_example() {
     run_fresh(

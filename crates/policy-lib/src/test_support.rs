@@ -4,14 +4,16 @@
 use crate::PolicyLibrary;
 use mlua::Lua;
 
-/// A Lua state with every library module, plus a stand-in for upstream's
-/// `policy-extras.policy_utils` (its `assert_eq`) so upstream doc examples
-/// run unchanged.
+/// A Lua state with every library module, plus stand-ins for `kumo.on`
+/// (which only registers) and upstream's `policy-extras.policy_utils` (its
+/// `assert_eq`), so upstream doc examples run unchanged.
 pub(crate) fn lua() -> Lua {
     let lua = Lua::new();
     crate::register(&lua, &PolicyLibrary::new()).expect("library registers");
     lua.load(
         r#"
+        -- kumo.on belongs to the policy runtime; examples only register.
+        kumo.on = function(event, handler) end
         package.preload['policy-extras.policy_utils'] = function()
           return {
             assert_eq = function(a, b, msg)
