@@ -146,19 +146,19 @@ fn bad_input_is_a_named_error() {
 #[test]
 fn deep_nesting_is_refused() {
     assert_error(
-        "kumo.serde.json_parse(string.rep('[', 100000))",
+        "kumo.serde.json_parse(string.rep('[', 10000))",
         &["kumo.serde.json_parse: invalid JSON: recursion limit exceeded"],
     );
     assert_error(
-        "local t = {} for i = 1, 100000 do t = { t } end kumo.serde.yaml_encode(t)",
+        "local t = {} for i = 1, 1000 do t = { t } end kumo.serde.yaml_encode(t)",
         &["kumo.serde.yaml_encode: tables nest deeper than 128 levels"],
     );
     assert_error(
-        "kumo.serde.yaml_parse(string.rep('[', 100000))",
+        "kumo.serde.yaml_parse(string.rep('[', 10000))",
         &["kumo.serde.yaml_parse: invalid YAML"],
     );
     assert_error(
-        "kumo.serde.toml_parse('a = ' .. string.rep('[', 100000))",
+        "kumo.serde.toml_parse('a = ' .. string.rep('[', 10000))",
         &["kumo.serde.toml_parse: invalid TOML"],
     );
 }
