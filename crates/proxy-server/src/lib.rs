@@ -52,16 +52,17 @@ pub struct ProxyConfig {
 
 impl ProxyConfig {
     /// Load the policy at `path` and run `proxy_init`, which defines the
-    /// listeners. A policy that defines none is an error. `set_log_filter`
-    /// backs the policy's `kumo.set_diagnostic_log_filter`.
-    pub fn from_policy(
+    /// listeners. A policy that defines none is an error.
+    pub fn from_policy(path: &Path) -> anyhow::Result<Self> {
+        Self::from_policy_with(path, policy_lib::PolicyLibrary::new())
+    }
+
+    /// [`ProxyConfig::from_policy`] with the process's policy library (the
+    /// binary's holds its log filter setter).
+    pub fn from_policy_with(
         path: &Path,
-        set_log_filter: Option<LogFilterSetter>,
+        library: Arc<policy_lib::PolicyLibrary>,
     ) -> anyhow::Result<Self> {
-        let library = match set_log_filter {
-            Some(setter) => policy_lib::PolicyLibrary::with_log_filter(setter),
-            None => policy_lib::PolicyLibrary::new(),
-        };
         let requests = Arc::new(ListenerRequests::default());
         let loader = PolicyLoader::new(
             path,

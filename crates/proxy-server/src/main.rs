@@ -94,7 +94,8 @@ fn main() -> std::process::ExitCode {
 /// `set_log_filter` backs the policy's `kumo.set_diagnostic_log_filter`.
 fn config(cli: &Cli, set_log_filter: LogFilterSetter) -> anyhow::Result<ProxyConfig> {
     if let Some(path) = &cli.proxy_config {
-        return ProxyConfig::from_policy(path, Some(set_log_filter));
+        let library = policy_lib::PolicyLibrary::with_log_filter(set_log_filter);
+        return ProxyConfig::from_policy_with(path, library);
     }
     if cli.listen.is_empty() {
         anyhow::bail!("either --proxy-config FILE.lua or at least one --listen ADDR is required");
