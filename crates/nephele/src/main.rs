@@ -83,13 +83,17 @@ fn main() -> std::process::ExitCode {
     })
 }
 
-/// Load the policy and run `init`.
-fn load(path: &std::path::Path) -> anyhow::Result<(PolicyPool, InitRequested)> {
+/// Load the policy and run `init`; `set_log_filter` backs the policy's
+/// `kumo.set_diagnostic_log_filter`.
+fn load(
+    path: &std::path::Path,
+    set_log_filter: daemon::FilterSetter,
+) -> anyhow::Result<(PolicyPool, InitRequested)> {
     let requests = Arc::new(InitRequests::default());
     let registrars = vec![
         lua_api::registrar(requests.clone()),
         policy::aaa_registrar(policy::AaaContext::new()),
-        policy_lib::registrar(policy_lib::PolicyLibrary::new()),
+        policy_lib::registrar(policy_lib::PolicyLibrary::with_log_filter(set_log_filter)),
     ];
     let loader = PolicyLoader::new(path, registrars);
     let pool = PolicyPool::new(loader, POLICY_CALL_TIMEOUT)?;
@@ -138,7 +142,7 @@ async fn run(cli: Cli, set_log_filter: daemon::FilterSetter) -> anyhow::Result<(
         .policy
         .clone()
         .context("--policy FILE.lua is required")?;
-    let (policy, requested) = load(&path)?;
+    let (policy, requested) = load(&path, set_log_filter.clone())?;
     if requested.http.is_empty() {
         anyhow::bail!(
             "{}: init defined no HTTP listener (call kumo.start_http_listener)",

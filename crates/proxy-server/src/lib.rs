@@ -54,13 +54,22 @@ impl ProxyConfig {
     /// Load the policy at `path` and run `proxy_init`, which defines the
     /// listeners. A policy that defines none is an error.
     pub fn from_policy(path: &Path) -> anyhow::Result<Self> {
+        Self::from_policy_with(path, policy_lib::PolicyLibrary::new())
+    }
+
+    /// [`ProxyConfig::from_policy`] with the process's policy library (the
+    /// binary's holds its log filter setter).
+    pub fn from_policy_with(
+        path: &Path,
+        library: Arc<policy_lib::PolicyLibrary>,
+    ) -> anyhow::Result<Self> {
         let requests = Arc::new(ListenerRequests::default());
         let loader = PolicyLoader::new(
             path,
             vec![
                 lua_api::registrar(requests.clone()),
                 policy::aaa_registrar(AaaContext::new()),
-                policy_lib::registrar(policy_lib::PolicyLibrary::new()),
+                policy_lib::registrar(library),
             ],
         );
         let pool = PolicyPool::new(loader, POLICY_CALL_TIMEOUT)?;

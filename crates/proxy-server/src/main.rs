@@ -4,6 +4,7 @@
 
 use anyhow::Context;
 use clap::Parser;
+use http_listener::LogFilterSetter;
 use ipnet::IpNet;
 use proxy_server::{http_api, metrics::ProxyMetrics, ProxyConfig, ProxyServer};
 use std::net::SocketAddr;
@@ -90,9 +91,11 @@ fn main() -> std::process::ExitCode {
     })
 }
 
-fn config(cli: &Cli) -> anyhow::Result<ProxyConfig> {
+/// `set_log_filter` backs the policy's `kumo.set_diagnostic_log_filter`.
+fn config(cli: &Cli, set_log_filter: LogFilterSetter) -> anyhow::Result<ProxyConfig> {
     if let Some(path) = &cli.proxy_config {
-        return ProxyConfig::from_policy(path);
+        let library = policy_lib::PolicyLibrary::with_log_filter(set_log_filter);
+        return ProxyConfig::from_policy_with(path, library);
     }
     if cli.listen.is_empty() {
         anyhow::bail!("either --proxy-config FILE.lua or at least one --listen ADDR is required");
@@ -106,12 +109,12 @@ fn config(cli: &Cli) -> anyhow::Result<ProxyConfig> {
     ))
 }
 
-async fn run(cli: Cli, set_log_filter: http_listener::LogFilterSetter) -> anyhow::Result<()> {
+async fn run(cli: Cli, set_log_filter: LogFilterSetter) -> anyhow::Result<()> {
     // Handlers exist before any listener logs that it is ready, so a signal
     // sent right after that line is a clean shutdown, not a kill.
     let signals = daemon::ShutdownSignals::install().context("installing signal handlers")?;
     daemon::raise_fd_limit();
-    let config = config(&cli)?;
+    let config = config(&cli, set_log_filter.clone())?;
     if cli.validate {
         config.check_tls()?;
         println!("policy OK: {} listener(s) defined", config.listeners.len());
