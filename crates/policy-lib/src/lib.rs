@@ -7,6 +7,11 @@
 //!
 //! It knows nothing of sockets the daemons serve, listeners or protocols.
 
+mod cache_key;
+mod lua_errors;
+mod memo_value;
+mod memoize;
+
 use mlua::Lua;
 use policy::ModuleRegistrar;
 use std::sync::Arc;
@@ -14,12 +19,21 @@ use std::sync::Arc;
 /// Process-wide state of the policy library, shared by every Lua state of
 /// the process.
 #[derive(Default)]
-pub struct PolicyLibrary {}
+pub struct PolicyLibrary {
+    /// `kumo.memoize` caches by name.
+    memoize: Arc<memoize::MemoizeRegistry>,
+}
 
 impl PolicyLibrary {
     /// Fresh library state (one per process; tests build their own).
     pub fn new() -> Arc<Self> {
         Arc::new(Self::default())
+    }
+
+    /// The config epoch was bumped (policy reload): forget what
+    /// `kumo.memoize` caches with `invalidate_with_epoch = true` hold.
+    pub fn bump_epoch(&self) {
+        self.memoize.bump_epoch();
     }
 }
 
@@ -29,6 +43,7 @@ pub fn registrar(library: Arc<PolicyLibrary>) -> ModuleRegistrar {
 }
 
 /// Install the library's modules in `lua`.
-pub fn register(_lua: &Lua, _library: &Arc<PolicyLibrary>) -> mlua::Result<()> {
+pub fn register(lua: &Lua, library: &Arc<PolicyLibrary>) -> mlua::Result<()> {
+    memoize::register(lua, &library.memoize)?;
     Ok(())
 }

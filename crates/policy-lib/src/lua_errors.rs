@@ -1,0 +1,38 @@
+//! Errors the I/O modules raise in Lua: always prefixed by the function
+//! that failed (`sqlite: execute: ...`), so a policy author sees where, and
+//! never carrying a secret (callers mask passwords before building them).
+
+use std::fmt::Display;
+
+/// A Lua runtime error `"{function}: {message}"`.
+pub(crate) fn lua_err(function: &str, message: impl Display) -> mlua::Error {
+    mlua::Error::RuntimeError(format!("{function}: {message}"))
+}
+
+/// [`lua_err`] for an error mlua produced (a parameter table that did not
+/// convert, ...), without mlua's `runtime error: ` prefix.
+pub(crate) fn lua_err_from(function: &str, err: mlua::Error) -> mlua::Error {
+    match err {
+        mlua::Error::RuntimeError(message) => lua_err(function, message),
+        other => lua_err(function, other),
+    }
+}
+
+/// An error and every cause below it, joined by `": "` (the chain that
+/// `{:#}` prints for anyhow, for plain `std::error::Error`s such as
+/// reqwest's, whose `Display` shows only the top).
+pub(crate) fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        // Some errors repeat their cause in their own message.
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
+}
+
