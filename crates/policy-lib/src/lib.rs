@@ -11,6 +11,7 @@ mod cache_key;
 mod lua_errors;
 mod memo_value;
 mod memoize;
+mod sqlite;
 
 use mlua::Lua;
 use policy::ModuleRegistrar;
@@ -45,5 +46,6 @@ pub fn registrar(library: Arc<PolicyLibrary>) -> ModuleRegistrar {
 /// Install the library's modules in `lua`.
 pub fn register(lua: &Lua, library: &Arc<PolicyLibrary>) -> mlua::Result<()> {
     memoize::register(lua, &library.memoize)?;
+    sqlite::register(lua)?;
     Ok(())
 }
