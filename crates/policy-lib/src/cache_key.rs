@@ -14,9 +14,9 @@ pub(crate) struct KeyDigest {
     salt: [u8; 32],
 }
 
-impl KeyDigest {
+impl Default for KeyDigest {
     /// A digest with a fresh random salt.
-    pub(crate) fn new() -> Self {
+    fn default() -> Self {
         let mut salt = [0u8; 32];
         if let Err(err) = getrandom::fill(&mut salt) {
             // Still a digest, never the clear text; only the salt is lost.
@@ -24,7 +24,9 @@ impl KeyDigest {
         }
         KeyDigest { salt }
     }
+}
 
+impl KeyDigest {
     /// The key for the material `feed` writes into the hasher.
     pub(crate) fn key(&self, feed: impl FnOnce(&mut Sha256)) -> CacheKey {
         let mut hasher = Sha256::new();
@@ -47,7 +49,7 @@ mod tests {
 
     #[test]
     fn fields_are_delimited_and_the_salt_differs_per_instance() {
-        let digest = KeyDigest::new();
+        let digest = KeyDigest::default();
         let ab_c = digest.key(|h| {
             update_field(h, b"ab");
             update_field(h, b"c");
@@ -62,7 +64,7 @@ mod tests {
             update_field(h, b"c");
         });
         assert_eq!(ab_c, again);
-        let other = KeyDigest::new().key(|h| {
+        let other = KeyDigest::default().key(|h| {
             update_field(h, b"ab");
             update_field(h, b"c");
         });

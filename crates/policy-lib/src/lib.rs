@@ -11,6 +11,8 @@ mod cache_key;
 mod lua_errors;
 mod memo_value;
 mod memoize;
+mod redis;
+mod redis_values;
 mod sqlite;
 
 use mlua::Lua;
@@ -23,6 +25,8 @@ use std::sync::Arc;
 pub struct PolicyLibrary {
     /// `kumo.memoize` caches by name.
     memoize: Arc<memoize::MemoizeRegistry>,
+    /// `redis.open` connection pools by parameters.
+    redis: Arc<redis::RedisPools>,
 }
 
 impl PolicyLibrary {
@@ -47,5 +51,6 @@ pub fn registrar(library: Arc<PolicyLibrary>) -> ModuleRegistrar {
 pub fn register(lua: &Lua, library: &Arc<PolicyLibrary>) -> mlua::Result<()> {
     memoize::register(lua, &library.memoize)?;
     sqlite::register(lua)?;
+    redis::register(lua, &library.redis)?;
     Ok(())
 }

@@ -12,9 +12,15 @@ pub(crate) fn lua_err(function: &str, message: impl Display) -> mlua::Error {
 /// [`lua_err`] for an error mlua produced (a parameter table that did not
 /// convert, ...), without mlua's `runtime error: ` prefix.
 pub(crate) fn lua_err_from(function: &str, err: mlua::Error) -> mlua::Error {
+    lua_err(function, lua_message(err))
+}
+
+/// The message of an mlua error, without the `runtime error: ` prefix its
+/// `Display` adds.
+pub(crate) fn lua_message(err: mlua::Error) -> String {
     match err {
-        mlua::Error::RuntimeError(message) => lua_err(function, message),
-        other => lua_err(function, other),
+        mlua::Error::RuntimeError(message) => message,
+        other => other.to_string(),
     }
 }
 
@@ -35,4 +41,3 @@ pub(crate) fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
     }
     text
 }
-

@@ -128,7 +128,7 @@ impl CachedValue {
 fn integral(n: f64) -> Option<i64> {
     // -2^63 and 2^63 bound the i64 range exactly as floats.
     const LIMIT: f64 = 9_223_372_036_854_775_808.0;
-    (n.fract() == 0.0 && n >= -LIMIT && n < LIMIT).then_some(n as i64)
+    (n.fract() == 0.0 && (-LIMIT..LIMIT).contains(&n)).then_some(n as i64)
 }
 
 #[cfg(test)]

@@ -180,7 +180,7 @@ impl Default for MemoizeRegistry {
         MemoizeRegistry {
             caches: Mutex::new(HashMap::new()),
             epoch: AtomicU64::new(0),
-            digest: KeyDigest::new(),
+            digest: KeyDigest::default(),
         }
     }
 }

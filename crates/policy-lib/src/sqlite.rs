@@ -115,9 +115,12 @@ fn run_statement(conn: &Connection, sql: &str, params: &Params) -> Result<QueryO
     }
     let width = stmt.column_count();
     if width == 0 {
-        return stmt.raw_execute().map(QueryOutput::Changed).map_err(|err| err.to_string());
+        return stmt
+            .raw_execute()
+            .map(QueryOutput::Changed)
+            .map_err(|err| err.to_string());
     }
-    let columns: Vec<String> = stmt.column_names().into_iter().map(String::from).collect();
+    let columns: Vec<String> = stmt.column_names().map(String::from).collect();
     let mut rows = Vec::new();
     let mut cursor = stmt.raw_query();
     while let Some(row) = cursor.next().map_err(|err| err.to_string())? {
@@ -256,9 +259,11 @@ fn value_to_lua(lua: &Lua, value: SqlValue) -> mlua::Result<Value> {
 
 impl UserData for SqliteDb {
     fn add_methods<M: UserDataMethods<Self>>(methods: &mut M) {
-        methods.add_async_method(
-            "execute",
-            |lua, this, (sql, args): (Value, MultiValue)| async move {
+        methods.add_async_method("execute", |lua, this, (sql, args): (Value, MultiValue)| {
+            // Not borrowed while the query runs (other coroutines may
+            // use the handle meanwhile).
+            let this = this.clone();
+            async move {
                 let Value::String(sql) = sql else {
                     return Err(lua_err(
                         "sqlite: execute",
@@ -273,8 +278,8 @@ impl UserData for SqliteDb {
                     params_from_lua(args).map_err(|err| lua_err("sqlite: execute", err))?;
                 let output = this.execute(sql, params).await?;
                 output_to_lua(&lua, output)
-            },
-        );
+            }
+        });
         methods.add_method("close", |_, this, ()| {
             this.conn.lock().take();
             Ok(())

@@ -104,9 +104,7 @@ async fn a_file_database_gives_values_nulls_blobs_and_change_counts() {
         )
         .unwrap();
     let lua = state();
-    lua.globals()
-        .set("path", path.to_str().unwrap())
-        .unwrap();
+    lua.globals().set("path", path.to_str().unwrap()).unwrap();
     run(
         &lua,
         r#"
@@ -224,9 +222,7 @@ async fn a_query_waits_off_the_runtime_thread() {
         .execute_batch("CREATE TABLE t (a); BEGIN EXCLUSIVE; INSERT INTO t VALUES (1);")
         .unwrap();
     let lua = state();
-    lua.globals()
-        .set("path", path.to_str().unwrap())
-        .unwrap();
+    lua.globals().set("path", path.to_str().unwrap()).unwrap();
     let started = Instant::now();
     let query = run(
         &lua,
