@@ -8,6 +8,8 @@
 //! It knows nothing of sockets the daemons serve, listeners or protocols.
 
 mod cache_key;
+mod http;
+mod http_response;
 mod lua_errors;
 mod memo_value;
 mod memoize;
@@ -27,6 +29,8 @@ pub struct PolicyLibrary {
     memoize: Arc<memoize::MemoizeRegistry>,
     /// `redis.open` connection pools by parameters.
     redis: Arc<redis::RedisPools>,
+    /// TLS client configurations of `kumo.http` clients.
+    http: Arc<http::HttpTls>,
 }
 
 impl PolicyLibrary {
@@ -52,5 +56,6 @@ pub fn register(lua: &Lua, library: &Arc<PolicyLibrary>) -> mlua::Result<()> {
     memoize::register(lua, &library.memoize)?;
     sqlite::register(lua)?;
     redis::register(lua, &library.redis)?;
+    http::register(lua, &library.http)?;
     Ok(())
 }

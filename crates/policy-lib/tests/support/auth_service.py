@@ -6,7 +6,10 @@ POST /auth with a form (user=...&password=...) or JSON body
 ({"user": ..., "password": ...}) answers 200 when the pair is known and
 403 otherwise; every POST /auth is counted. GET /calls answers that count
 (text). Binds 127.0.0.1 port 0 and prints
-"auth service listening on 127.0.0.1:PORT" once ready.
+"auth service listening on 127.0.0.1:PORT" once ready. Any request to
+/echo is answered (200) with its method, its headers (lower-case names, one
+"name: value" a line), an empty line and its body, for tests of the
+client's request building.
 """
 
 import json
@@ -32,8 +35,21 @@ class Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(body)
 
+    def echo(self):
+        length = int(self.headers.get("Content-Length", "0"))
+        body = self.rfile.read(length).decode("utf-8", "replace")
+        lines = [self.command] + [
+            "%s: %s" % (name.lower(), value) for name, value in self.headers.items()
+        ]
+        self.reply(200, "\n".join(lines) + "\n\n" + body)
+
+    def do_PUT(self):
+        self.echo()
+
     def do_GET(self):
-        if self.path == "/calls":
+        if self.path.startswith("/echo"):
+            self.echo()
+        elif self.path == "/calls":
             with LOCK:
                 self.reply(200, str(CALLS))
         else:
@@ -41,6 +57,9 @@ class Handler(BaseHTTPRequestHandler):
 
     def do_POST(self):
         global CALLS
+        if self.path.startswith("/echo"):
+            self.echo()
+            return
         length = int(self.headers.get("Content-Length", "0"))
         raw = self.rfile.read(length).decode("utf-8", "replace")
         if self.path != "/auth":
