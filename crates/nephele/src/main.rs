@@ -83,7 +83,7 @@ fn main() -> std::process::ExitCode {
     })
 }
 
-/// Load the policy and run `init`.
+/// Load the policy and run `pre_init`, then `init`.
 fn load(path: &std::path::Path) -> anyhow::Result<(PolicyPool, InitRequested)> {
     let requests = Arc::new(InitRequests::default());
     let registrars = vec![
@@ -94,10 +94,13 @@ fn load(path: &std::path::Path) -> anyhow::Result<(PolicyPool, InitRequested)> {
     let loader = PolicyLoader::new(path, registrars);
     let pool = PolicyPool::new(loader, PolicyPool::default_max_idle(), POLICY_CALL_TIMEOUT)?;
     requests.open();
-    let init = pool.with_state(|lua| match policy::call_sync(lua, &INIT, ()) {
-        Ok(Some(())) => Ok(()),
-        Ok(None) => anyhow::bail!("the policy has no init handler"),
-        Err(err) => Err(anyhow::anyhow!("init failed: {err}")),
+    let init = pool.with_state(|lua| {
+        policy::run_pre_init(lua)?;
+        match policy::call_sync(lua, &INIT, ()) {
+            Ok(Some(())) => Ok(()),
+            Ok(None) => anyhow::bail!("the policy has no init handler"),
+            Err(err) => Err(anyhow::anyhow!("init failed: {err}")),
+        }
     });
     let requested = requests.close();
     init?;

@@ -27,7 +27,7 @@ pub use auth_result::LuaAuthResult;
 pub use duration::{deserialize_duration, deserialize_optional_duration, parse_duration};
 pub use events::{Bytes, EventDecl, SerdeArg};
 pub use keysource::KeySource;
-pub use kumo_module::{call_sync, get_or_create_module, kumo_module};
+pub use kumo_module::{call_sync, get_or_create_module, kumo_module, run_pre_init, PRE_INIT};
 pub use loader::{ModuleRegistrar, PolicyLoader};
 pub use pool::{PolicyError, PolicyPool};
 

@@ -121,7 +121,10 @@ fn plan(cli: &Cli) -> anyhow::Result<Plan> {
         );
         let pool = PolicyPool::new(loader, PolicyPool::default_max_idle(), POLICY_CALL_TIMEOUT)?;
         requests.open();
-        let init = pool.with_state(call_proxy_init);
+        let init = pool.with_state(|lua| {
+            policy::run_pre_init(lua)?;
+            call_proxy_init(lua)
+        });
         let requested = requests.close();
         init?;
         let listeners = requested.proxy;

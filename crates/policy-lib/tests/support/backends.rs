@@ -312,3 +312,18 @@ impl AuthService {
             .unwrap_or_else(|_| panic!("bad /calls reply {reply:?}"))
     }
 }
+
+/// Run `sqlite3 DATABASE SQL` (Debian's `sqlite3` client), creating the file
+/// if needed; fails the test on an error.
+pub fn sqlite3(database: &Path, sql: &str) {
+    let out = Command::new(require("sqlite3"))
+        .arg(database)
+        .arg(sql)
+        .output()
+        .unwrap_or_else(|err| panic!("run sqlite3: {err}: run scripts/test (installs sqlite3)"));
+    assert!(
+        out.status.success(),
+        "sqlite3 {sql:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
