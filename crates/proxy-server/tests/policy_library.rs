@@ -113,9 +113,25 @@ fn a_failing_back_end_refuses_the_login() {
             sqlite3(&cmd.dir().join("auth.db"), "CREATE TABLE other (x)");
         });
         assert!(!socks_login(&proxy, &http, LOGIN_USER, LOGIN_PASSWORD));
-        let stderr = proxy.stderr();
-        assert!(stderr.contains(logged), "{stderr}");
+        let stderr = wait_for_stderr(&proxy, logged);
         assert!(!stderr.contains(LOGIN_PASSWORD), "{stderr}");
+    }
+}
+
+/// The proxy's stderr once it contains `needle` (the log line may reach
+/// the test's reader thread just after curl has finished).
+fn wait_for_stderr(proxy: &RunningProxy, needle: &str) -> String {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let stderr = proxy.stderr();
+        if stderr.contains(needle) {
+            return stderr;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no {needle:?} in\n{stderr}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
     }
 }
 
