@@ -30,45 +30,13 @@ fn printed(lua: &Lua) -> Vec<String> {
     lua.globals().get("printed").unwrap()
 }
 
-/// KumoMTA's `sqlite.open` page example, unchanged.
-const UPSTREAM_EXAMPLE: &str = r#"
-local sqlite = require 'sqlite'
-local db = sqlite.open ':memory:'
-
--- For the sake of this example, populate with some simple data
-db:execute 'CREATE TABLE people (name, age)'
-
--- You can use prepared statements with positional arguments like this:
-db:execute('INSERT INTO people (name, age) values (?, ?)', 'john', 42)
-
--- and with named arguments like this:
-db:execute(
-  'INSERT INTO people (name, age) values (:name, :age)',
-  { name = 'fred', age = 32 }
-)
-
-print 'query ages'
-local ages = db:execute 'select age from people order by age'
-for k, v in ipairs(ages) do
-  print(k, v)
-end
-
-print 'query all'
-local ages = db:execute 'select * from people order by age'
-for k, v in ipairs(ages) do
-  print('row', k)
-  for name, value in pairs(v) do
-    print(name, value)
-  end
-end
-
-print('deleted rows:', db:execute 'delete from people')
-"#;
+#[path = "../tests/support/upstream_examples.rs"]
+mod upstream_examples;
 
 #[tokio::test]
 async fn the_upstream_example_runs_unchanged() {
     let lua = state();
-    run(&lua, UPSTREAM_EXAMPLE).await.unwrap();
+    run(&lua, upstream_examples::SQLITE).await.unwrap();
     let mut lines = printed(&lua);
     // `pairs` order within a row is unspecified: sort each row's fields.
     lines[5..7].sort();

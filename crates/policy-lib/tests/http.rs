@@ -4,6 +4,8 @@
 
 #[path = "support/backends.rs"]
 mod backends;
+#[path = "support/upstream_examples.rs"]
+mod upstream_examples;
 
 use backends::{free_port, AuthService};
 use mlua::Lua;
@@ -35,37 +37,14 @@ async fn run(lua: &Lua, code: &str) -> mlua::Result<()> {
 async fn the_upstream_examples_run_with_only_the_url_changed() {
     let service = AuthService::start(&[]);
     let lua = state();
-    // KumoMTA's build_client page example, pointed at our service.
-    let example = r#"
-local response = kumo.http.build_client({}):get('https://example.com/'):send()
-print(response:status_code(), response:status_reason())
-for k, v in pairs(response:headers()) do
-  print('Header', k, v)
-end
-print(response:text())
-"#
-    .replace(
-        "https://example.com/",
-        &format!("http://{}/echo", service.addr),
-    );
+    let echo = format!("http://{}/echo", service.addr);
+    let example = upstream_examples::with_addresses(upstream_examples::HTTP_CLIENT, "", &echo);
     run(&lua, &example).await.unwrap();
     let printed: Vec<String> = lua.globals().get("printed").unwrap();
     assert_eq!(printed[0], "200\tOK");
     assert!(printed.contains(&"Header\tx-auth-service\tnephele-test".to_string()));
     assert!(printed.last().unwrap().starts_with("GET\n"), "{printed:?}");
-    // KumoMTA's build_url page example, unchanged.
-    run(
-        &lua,
-        r#"
-local url = kumo.http.build_url('https://example.com/?existing=value', {
-  a = 1,
-  b = 2,
-})
-assert(url == 'https://example.com/?existing=value&a=1&b=2')
-"#,
-    )
-    .await
-    .unwrap();
+    run(&lua, upstream_examples::HTTP_BUILD_URL).await.unwrap();
 }
 
 #[tokio::test]

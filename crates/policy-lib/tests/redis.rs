@@ -5,6 +5,8 @@
 
 #[path = "support/backends.rs"]
 mod backends;
+#[path = "support/upstream_examples.rs"]
+mod upstream_examples;
 
 use backends::{free_port, RedisCluster, RedisServer};
 use mlua::Lua;
@@ -36,17 +38,7 @@ async fn run(lua: &Lua, code: &str) -> mlua::Result<()> {
 async fn the_upstream_examples_run_with_only_the_address_changed() {
     let server = RedisServer::start();
     let lua = state(&PolicyLibrary::new());
-    // KumoMTA's redis.open page, with our server's URL for the default one.
-    let example = r#"
-local redis = require 'redis'
-
--- Open a connection and increment a counter, returning its new value.
--- Redis URL syntax is: 'redis://[<username>][:<password>@]<hostname>[:port][/[<db>][?protocol=<protocol>]]'
-local conn = redis.open { node = 'redis://127.0.0.1/' }
-print(conn:query('incr', 'test-count'))
-print(conn:query("INCRBY", "my-key", 2))
-"#
-    .replace("redis://127.0.0.1/", &server.url());
+    let example = upstream_examples::with_addresses(upstream_examples::REDIS, &server.url(), "");
     run(&lua, &example).await.unwrap();
     let printed: Vec<String> = lua.globals().get("printed").unwrap();
     assert_eq!(printed, ["1", "2"]);

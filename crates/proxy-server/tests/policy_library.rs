@@ -9,6 +9,8 @@ mod backends;
 #[path = "../../policy-lib/tests/support/login_policies.rs"]
 mod login_policies;
 mod support;
+#[path = "../../policy-lib/tests/support/upstream_examples.rs"]
+mod upstream_examples;
 
 use backends::{free_port, sqlite3, AuthService, RedisServer};
 use login_policies::*;
@@ -116,6 +118,36 @@ fn a_failing_back_end_refuses_the_login() {
         let stderr = wait_for_stderr(&proxy, logged);
         assert!(!stderr.contains(LOGIN_PASSWORD), "{stderr}");
     }
+}
+
+#[test]
+fn the_upstream_examples_run_inside_a_login_handler() {
+    let server = RedisServer::start();
+    let service = AuthService::start(&[]);
+    let echo = format!("http://{}/echo", service.addr);
+    let examples: Vec<String> = [
+        upstream_examples::SQLITE,
+        upstream_examples::REDIS,
+        upstream_examples::HTTP_CLIENT,
+        upstream_examples::HTTP_BUILD_URL,
+    ]
+    .iter()
+    .map(|example| {
+        let example = upstream_examples::with_addresses(example, &server.url(), &echo);
+        format!("do\n{example}\nend")
+    })
+    .collect();
+    let handler = format!(
+        "{}\nreturn username == '{LOGIN_USER}' and password == '{LOGIN_PASSWORD}'",
+        examples.join("\n")
+    );
+    let proxy = RunningProxy::start(&policy("require_auth = true", Some(&handler)));
+    let http = HttpServer::start();
+    assert!(socks_login(&proxy, &http, LOGIN_USER, LOGIN_PASSWORD));
+    assert_eq!(server.cli(&["GET", "test-count"]).trim(), "1");
+    let finished = proxy.terminate();
+    assert!(finished.stdout.contains("deleted rows:\t2"), "{finished:?}");
+    assert!(finished.stdout.contains("200\tOK"), "{finished:?}");
 }
 
 /// The proxy's stderr once it contains `needle` (the log line may reach
