@@ -4,7 +4,7 @@
 //! is in `http_response.rs`.
 
 use crate::http_response::HttpResponse;
-use crate::lua_errors::{error_chain, lua_err, lua_err_from};
+use crate::lua_errors::{error_chain, lua_err, lua_err_from, require_runtime};
 use mlua::{AnyUserData, Lua, Table, UserData, UserDataMethods, Value};
 use parking_lot::Mutex;
 use policy::{deserialize_duration, from_lua_params, kumo_module, parse_duration};
@@ -152,6 +152,7 @@ impl HttpRequest {
     }
 
     async fn send(&self) -> mlua::Result<HttpResponse> {
+        require_runtime("kumo.http: send")?;
         let builder = self
             .builder
             .lock()

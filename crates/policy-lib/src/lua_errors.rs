@@ -41,3 +41,17 @@ pub(crate) fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
     }
     text
 }
+
+/// An error unless this thread is inside a tokio runtime: the waiting
+/// functions (queries, requests) need one, and without it tokio would
+/// panic rather than fail.
+pub(crate) fn require_runtime(function: &str) -> mlua::Result<()> {
+    tokio::runtime::Handle::try_current()
+        .map(|_| ())
+        .map_err(|_| {
+            lua_err(
+                function,
+                "needs the async runtime (call it from an event handler)",
+            )
+        })
+}

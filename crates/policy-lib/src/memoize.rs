@@ -119,6 +119,16 @@ impl MemoCache {
         args: MultiValue,
     ) -> mlua::Result<CachedResult> {
         let timeout = self.params.populate_timeout;
+        if tokio::runtime::Handle::try_current().is_err() {
+            // No runtime: a synchronous caller (a policy's top level), so
+            // the function cannot wait on anything a timer could cut off.
+            let populate = self.populate(key, function, args);
+            return self
+                .fresh
+                .try_get_with(key, populate)
+                .await
+                .map_err(|err| (*err).clone());
+        }
         loop {
             let populate = self.populate(key, function, args.clone());
             match tokio::time::timeout(timeout, self.fresh.try_get_with(key, populate)).await {

@@ -284,3 +284,19 @@ async fn bad_input_is_a_lua_error_naming_the_function() {
         assert!(err.contains(expected), "{code}: {err}");
     }
 }
+
+#[test]
+fn a_pure_lua_function_memoizes_outside_a_coroutine_too() {
+    // Top-level code and synchronous events (init) call without a
+    // coroutine; a function that never waits completes on the first poll.
+    let library = PolicyLibrary::new();
+    let calls = Arc::new(AtomicUsize::new(0));
+    let lua = state(&library, &calls);
+    lua.load(SUM).exec().unwrap();
+    let sum: i64 = lua
+        .load("return sum(3, 4).sum + sum(3, 4).sum")
+        .eval()
+        .unwrap();
+    assert_eq!(sum, 14);
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+}

@@ -8,7 +8,7 @@
 //! appears in an error: it is masked out of every message.
 
 use crate::cache_key::{update_field, CacheKey, KeyDigest};
-use crate::lua_errors::{error_chain, lua_err, lua_message};
+use crate::lua_errors::{error_chain, lua_err, lua_message, require_runtime};
 use crate::redis_values::{command_from_lua, reply_to_lua, ReplyError};
 use ::redis::aio::{ConnectionLike, MultiplexedConnection};
 use ::redis::cluster::{ClusterClient, ClusterClientBuilder};
@@ -429,6 +429,7 @@ impl UserData for RedisPool {
 
 impl RedisPool {
     async fn query_lua(&self, lua: &Lua, args: MultiValue) -> mlua::Result<Value> {
+        require_runtime("redis: query")?;
         let cmd = command_from_lua(args).map_err(|err| lua_err("redis: query", err))?;
         let reply = self
             .query(&cmd)

@@ -1,9 +1,10 @@
 //! `require 'sqlite'`: `sqlite.open(PATH, [BUSY_TIMEOUT_MS])`,
 //! `db:execute(SQL, ...)` and `db:close()`, as KumoMTA documents them.
-//! Opening and querying are blocking SQLite calls, so they run on tokio's
-//! blocking pool (`spawn_blocking`) while the Lua call awaits them.
+//! Queries are blocking SQLite calls, so they run on tokio's blocking pool
+//! (`spawn_blocking`) while the Lua call awaits them; opening only opens
+//! the file and is synchronous, as in KumoMTA.
 
-use crate::lua_errors::lua_err;
+use crate::lua_errors::{lua_err, require_runtime};
 use mlua::{Lua, MultiValue, Table, UserData, UserDataMethods, Value};
 use parking_lot::Mutex;
 use policy::get_or_create_module;
@@ -48,14 +49,13 @@ struct SqliteDb {
 }
 
 impl SqliteDb {
-    async fn open(path: String, busy_timeout: Duration) -> mlua::Result<Self> {
-        let conn = blocking("sqlite: open", move || {
-            let conn = Connection::open(&path).map_err(|err| format!("{path}: {err}"))?;
-            conn.busy_timeout(busy_timeout)
-                .map_err(|err| format!("{path}: {err}"))?;
-            Ok(conn)
-        })
-        .await?;
+    /// Open (or create) the file. Synchronous, as in KumoMTA, so it also
+    /// works at a policy's top level: SQLite only opens the file here and
+    /// reads it at the first query.
+    fn open(path: &str, busy_timeout: Duration) -> mlua::Result<Self> {
+        let failed = |err: rusqlite::Error| lua_err("sqlite: open", format!("{path}: {err}"));
+        let conn = Connection::open(path).map_err(failed)?;
+        conn.busy_timeout(busy_timeout).map_err(failed)?;
         Ok(SqliteDb {
             conn: Arc::new(Mutex::new(Some(conn))),
         })
@@ -77,6 +77,7 @@ async fn blocking<T: Send + 'static>(
     function: &'static str,
     work: impl FnOnce() -> Result<T, String> + Send + 'static,
 ) -> mlua::Result<T> {
+    require_runtime(function)?;
     match tokio::task::spawn_blocking(work).await {
         Ok(result) => result.map_err(|err| lua_err(function, err)),
         Err(err) => Err(lua_err(function, format!("the SQLite task failed: {err}"))),
@@ -290,7 +291,7 @@ impl UserData for SqliteDb {
 /// Install `require 'sqlite'`.
 pub(crate) fn register(lua: &Lua) -> mlua::Result<()> {
     let module = get_or_create_module(lua, "sqlite")?;
-    let open = lua.create_async_function(|_, (path, busy_timeout): (Value, Value)| async move {
+    let open = lua.create_function(|_, (path, busy_timeout): (Value, Value)| {
         let path = match path {
             Value::String(path) => path
                 .to_str()
@@ -320,7 +321,7 @@ pub(crate) fn register(lua: &Lua) -> mlua::Result<()> {
                 ))
             }
         };
-        SqliteDb::open(path, Duration::from_millis(busy_ms)).await
+        SqliteDb::open(&path, Duration::from_millis(busy_ms))
     })?;
     module.set("open", open)
 }

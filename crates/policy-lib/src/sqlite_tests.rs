@@ -205,3 +205,19 @@ async fn a_query_waits_off_the_runtime_thread() {
     assert_eq!(lua.globals().get::<i64>("result").unwrap(), 1);
     assert!(started.elapsed() < Duration::from_secs(15));
 }
+
+#[test]
+fn open_works_at_a_policy_top_level() {
+    // A policy's top level runs synchronously, outside any coroutine.
+    let lua = state();
+    lua.load("db = require('sqlite').open(':memory:')")
+        .exec()
+        .unwrap();
+    // A query waits, so it needs the runtime: an error, not a panic.
+    let err = lua.load("db:execute('select 1')").exec().unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("sqlite: execute: needs the async runtime"),
+        "{err}"
+    );
+}
