@@ -29,9 +29,9 @@ pub use aaa_lua::{aaa_registrar, AclDefinition, AclMapObject, AclObject, Resourc
 pub use auth_result::LuaAuthResult;
 pub use duration::{deserialize_duration, deserialize_optional_duration, parse_duration};
 pub use events::{Bytes, EventDecl, SerdeArg};
-pub use kumo_module::{call_sync, get_or_create_module, kumo_module};
+pub use kumo_module::{call_sync, get_or_create_module, kumo_module, run_pre_init, PRE_INIT};
 pub use loader::{ModuleRegistrar, PolicyLoader};
-pub use pool::{PolicyError, PolicyPool};
+pub use pool::{EpochHook, PolicyError, PolicyPool};
 pub use pool_settings::{PoolSettings, DEFAULT_LUA_MEMORY_LIMIT};
 
 /// Convert a Lua parameter table into a serde struct, turning serde's
