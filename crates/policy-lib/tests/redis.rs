@@ -155,7 +155,7 @@ async fn the_password_is_used_and_never_shown() {
             "Password authentication failed",
         ),
         (
-            format!("require('redis').open {{ node = 'redis://:{PASSWORD}@127.0.0.1:{port}', password = 12 }}"),
+            format!("require('redis').open {{ node = 'redis://:{PASSWORD}@127.0.0.1:{port}', password = 123456789 }}"),
             "redis: open: invalid parameters",
         ),
     ];
