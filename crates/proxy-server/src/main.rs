@@ -65,9 +65,11 @@ fn parse_range(text: &str) -> Result<IpNet, String> {
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     if cli.dump_metric_metadata {
+        let mut metadata = ProxyMetrics::metadata();
+        metadata.extend(proxy_server::identity_metrics::IdentityMetrics::metadata());
         println!(
             "{}",
-            serde_json::to_string_pretty(&ProxyMetrics::metadata()).expect("metadata serializes")
+            serde_json::to_string_pretty(&metadata).expect("metadata serializes")
         );
         return std::process::ExitCode::SUCCESS;
     }
