@@ -354,7 +354,10 @@ mod tests {
         assert_eq!(records[0]["type"], "Session");
         assert_eq!(records[0]["end_reason"], "disconnected_by_admin");
         assert_eq!(records[0]["bytes_dest_to_client"], 20);
-        assert_eq!(records[0]["auth_info"]["identities"][0]["identity"], "carol");
+        assert_eq!(
+            records[0]["auth_info"]["identities"][0]["identity"],
+            "carol"
+        );
         let quiet = tempfile::tempdir().unwrap();
         let mut config = AccountingConfig::new(quiet.path());
         config.log_sessions = false;

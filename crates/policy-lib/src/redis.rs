@@ -467,7 +467,8 @@ impl RedisPool {
 pub(crate) fn register(lua: &Lua, pools: &Arc<RedisPools>) -> mlua::Result<()> {
     let pools = pools.clone();
     let open = lua.create_function(move |lua, params: Value| {
-        let params = RedisParams::from_lua(lua, params).map_err(|err| lua_err("redis: open", err))?;
+        let params =
+            RedisParams::from_lua(lua, params).map_err(|err| lua_err("redis: open", err))?;
         let masker = Masker(Arc::new(params.secrets()));
         pools
             .get_or_build(&params)

@@ -101,7 +101,11 @@ impl Drop for Admission {
 
 impl IdentityControl {
     /// Fresh state; `limits` is `None` in legacy mode.
-    pub fn new(limits: Option<LimitsCache>, fleet: Option<Arc<Fleet>>, metrics: IdentityMetrics) -> Self {
+    pub fn new(
+        limits: Option<LimitsCache>,
+        fleet: Option<Arc<Fleet>>,
+        metrics: IdentityMetrics,
+    ) -> Self {
         IdentityControl {
             limits,
             fleet,
@@ -162,7 +166,12 @@ impl IdentityControl {
         })
     }
 
-    async fn check_rate(&self, identity: &str, local: &LocalIdentity, rate: &ConnectRate) -> Result<(), Refusal> {
+    async fn check_rate(
+        &self,
+        identity: &str,
+        local: &LocalIdentity,
+        rate: &ConnectRate,
+    ) -> Result<(), Refusal> {
         let fleet = match &self.fleet {
             Some(fleet) => fleet.connect_allowed(identity, rate).await,
             None => None,
@@ -214,7 +223,9 @@ impl IdentityControl {
         }
         local
             .sessions
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < max).then_some(n + 1))
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < max).then_some(n + 1)
+            })
             .map(|_| None)
             .map_err(|_| refused(max))
     }

@@ -76,7 +76,9 @@ impl SharedStateParams {
             return Err(format!("expected a table, got {}", value.type_name()));
         };
         let redis = match table.raw_get::<mlua::Value>("redis") {
-            Ok(mlua::Value::Nil) | Err(_) => return Err("redis: a redis.open table is required".into()),
+            Ok(mlua::Value::Nil) | Err(_) => {
+                return Err("redis: a redis.open table is required".into())
+            }
             Ok(redis) => redis,
         };
         let options: SharedStateOptions =
@@ -193,7 +195,11 @@ impl Fleet {
         what: &'static str,
         op: impl Future<Output = Result<T, Unavailable>>,
     ) -> Option<T> {
-        if self.down_until.lock().is_some_and(|until| Instant::now() < until) {
+        if self
+            .down_until
+            .lock()
+            .is_some_and(|until| Instant::now() < until)
+        {
             self.fallbacks.inc();
             return None;
         }
@@ -220,7 +226,12 @@ impl Fleet {
         }
     }
 
-    async fn eval(&self, script: &str, keys: &[&str], args: &[String]) -> Result<Value, Unavailable> {
+    async fn eval(
+        &self,
+        script: &str,
+        keys: &[&str],
+        args: &[String],
+    ) -> Result<Value, Unavailable> {
         let mut cmd = redis::cmd("EVAL");
         cmd.arg(script).arg(keys.len()).arg(keys).arg(args);
         self.query(&cmd).await
@@ -244,9 +255,17 @@ impl Fleet {
     }
 
     /// Count a failed login of `ip`; `Some(true)` when it blocks the client.
-    pub async fn record_failure(&self, ip: std::net::IpAddr, limit: &aaa::FailureThresholds) -> Option<bool> {
+    pub async fn record_failure(
+        &self,
+        ip: std::net::IpAddr,
+        limit: &aaa::FailureThresholds,
+    ) -> Option<bool> {
         let client = ClientKey::from(ip).to_string();
-        let keys = [self.key("fail", &client), self.key("block", &client), self.key("blocked", "index")];
+        let keys = [
+            self.key("fail", &client),
+            self.key("block", &client),
+            self.key("blocked", "index"),
+        ];
         let args = [
             limit.max_failures.to_string(),
             limit.period.as_millis().max(1).to_string(),
@@ -264,10 +283,17 @@ impl Fleet {
     /// Lift the fleet-wide block of `ip`'s client; `Some(true)` if it was blocked.
     pub async fn unblock(&self, ip: std::net::IpAddr) -> Option<bool> {
         let client = ClientKey::from(ip).to_string();
-        let keys = [self.key("block", &client), self.key("blocked", "index"), self.key("fail", &client)];
+        let keys = [
+            self.key("block", &client),
+            self.key("blocked", "index"),
+            self.key("fail", &client),
+        ];
         self.run("unblock", async {
             let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
-            Ok(integer(self.eval(scripts::UNBLOCK, &keys, &[client.clone()]).await?)? > 0)
+            Ok(integer(
+                self.eval(scripts::UNBLOCK, &keys, std::slice::from_ref(&client))
+                    .await?,
+            )? > 0)
         })
         .await
     }
@@ -292,7 +318,11 @@ impl Fleet {
     pub async fn acquire_session(&self, identity: &str, max: u32) -> Option<Option<Lease>> {
         let key = self.key("sessions", identity);
         let member = self.unique();
-        let args = [member.clone(), max.to_string(), self.lease.as_millis().to_string()];
+        let args = [
+            member.clone(),
+            max.to_string(),
+            self.lease.as_millis().to_string(),
+        ];
         let granted = self
             .run("acquire session", async {
                 Ok(integer(self.eval(scripts::ACQUIRE_SESSION, &[&key], &args).await?)? == 1)
@@ -302,7 +332,10 @@ impl Fleet {
             return Some(None);
         }
         let mut leases = self.leases.lock();
-        leases.entry(identity.to_owned()).or_default().insert(member.clone());
+        leases
+            .entry(identity.to_owned())
+            .or_default()
+            .insert(member.clone());
         Some(Some(Lease {
             identity: identity.to_owned(),
             member,
@@ -322,13 +355,18 @@ impl Fleet {
         }
         let key = self.key("sessions", &lease.identity);
         self.run("release session", async {
-            self.query(redis::cmd("ZREM").arg(&key).arg(&lease.member)).await
+            self.query(redis::cmd("ZREM").arg(&key).arg(&lease.member))
+                .await
         })
         .await;
     }
 
     /// Whether one more CONNECT of `identity` fits `rate` fleet-wide.
-    pub async fn connect_allowed(&self, identity: &str, rate: &crate::identity_limits::ConnectRate) -> Option<bool> {
+    pub async fn connect_allowed(
+        &self,
+        identity: &str,
+        rate: &crate::identity_limits::ConnectRate,
+    ) -> Option<bool> {
         let key = self.key("rate", identity);
         let args = [rate.count.to_string(), rate.period.as_millis().to_string()];
         self.run("connect rate", async {
@@ -350,7 +388,10 @@ impl Fleet {
             let mut args = vec![self.lease.as_millis().to_string()];
             args.extend(members);
             let renewed = self
-                .run("renew leases", self.eval(scripts::RENEW_SESSIONS, &[&key], &args))
+                .run(
+                    "renew leases",
+                    self.eval(scripts::RENEW_SESSIONS, &[&key], &args),
+                )
                 .await;
             if renewed.is_none() {
                 // Redis is down: the rest would fail the same way.

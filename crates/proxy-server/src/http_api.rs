@@ -21,11 +21,7 @@ struct ProxyApi;
 pub fn openapi() -> utoipa::openapi::OpenApi {
     let mut own = ProxyApi::openapi();
     own.merge(crate::admin_api::AdminApi::openapi());
-    CommonApi::document_with(
-        own,
-        "proxy-server HTTP listener",
-        env!("CARGO_PKG_VERSION"),
-    )
+    CommonApi::document_with(own, "proxy-server HTTP listener", env!("CARGO_PKG_VERSION"))
 }
 
 /// The proxy's routes, merged into every listener.

@@ -42,7 +42,9 @@ impl ConnectRate {
     /// `min`, `minute`, `h`, `hour`, `d`, `day`) or a duration
     /// (`"100/5 minutes"`, `"10/30s"`).
     pub fn parse(text: &str) -> Result<Self, String> {
-        let bad = |why: &str| format!("max_connect_rate {text:?}: {why} (expected \"N/period\", e.g. \"10/minute\")");
+        let bad = |why: &str| {
+            format!("max_connect_rate {text:?}: {why} (expected \"N/period\", e.g. \"10/minute\")")
+        };
         let (count, period) = text.split_once('/').ok_or_else(|| bad("no '/'"))?;
         let count: u32 = count
             .trim()
@@ -121,9 +123,12 @@ impl FromLua for LuaIdentityLimits {
         match value {
             Value::Nil => Ok(LuaIdentityLimits(None)),
             Value::Table(_) => {
-                let table: LimitsTable = policy::from_lua_params(lua, value)
-                    .map_err(|e| err(e.to_string()))?;
-                table.into_limits().map(|l| LuaIdentityLimits(Some(l))).map_err(err)
+                let table: LimitsTable =
+                    policy::from_lua_params(lua, value).map_err(|e| err(e.to_string()))?;
+                table
+                    .into_limits()
+                    .map(|l| LuaIdentityLimits(Some(l)))
+                    .map_err(err)
             }
             other => Err(err(format!(
                 "expected a table or nil, got {}",
@@ -180,7 +185,9 @@ impl LimitsCache {
                 .filter(|limits| !limits.is_empty())
                 .map(Arc::new))
         };
-        self.cache.try_get_with(identity.identity.clone(), ask).await
+        self.cache
+            .try_get_with(identity.identity.clone(), ask)
+            .await
     }
 }
 
@@ -211,9 +218,11 @@ mod tests {
 
     #[test]
     fn handler_results_parse_or_fail_naming_the_event() {
-        let limits = from_lua("return { max_sessions = 2, max_connect_rate = '5/s', max_bandwidth = 1048576 }")
-            .unwrap()
-            .unwrap();
+        let limits = from_lua(
+            "return { max_sessions = 2, max_connect_rate = '5/s', max_bandwidth = 1048576 }",
+        )
+        .unwrap()
+        .unwrap();
         assert_eq!(limits.max_sessions, Some(2));
         assert_eq!(limits.max_connect_rate.unwrap().count, 5);
         assert_eq!(limits.max_bandwidth, Some(1 << 20));
@@ -227,7 +236,10 @@ mod tests {
             "return { max_sessions = -1 }",
         ] {
             let err = from_lua(bad).unwrap_err().to_string();
-            assert!(err.contains("proxy_server_get_identity_limits"), "{bad}: {err}");
+            assert!(
+                err.contains("proxy_server_get_identity_limits"),
+                "{bad}: {err}"
+            );
         }
     }
 }

@@ -56,13 +56,31 @@ pub struct IdentityHandles {
 }
 
 const METRICS: [(&str, &str, &str); 5] = [
-    ("proxy_identity_sessions_open", "gauge", "tunnels open now, per identity"),
-    ("proxy_identity_sessions_refused", "counter",
-        "CONNECTs refused by a per-identity limit (max_sessions, max_connect_rate)"),
-    ("proxy_identity_bytes_client_to_dest", "counter", "bytes relayed from an identity's clients"),
-    ("proxy_identity_bytes_dest_to_client", "counter", "bytes relayed to an identity's clients"),
-    ("proxy_shared_state_fallbacks", "counter",
-        "shared-state (Redis) operations that failed and fell back to this proxy's own counts"),
+    (
+        "proxy_identity_sessions_open",
+        "gauge",
+        "tunnels open now, per identity",
+    ),
+    (
+        "proxy_identity_sessions_refused",
+        "counter",
+        "CONNECTs refused by a per-identity limit (max_sessions, max_connect_rate)",
+    ),
+    (
+        "proxy_identity_bytes_client_to_dest",
+        "counter",
+        "bytes relayed from an identity's clients",
+    ),
+    (
+        "proxy_identity_bytes_dest_to_client",
+        "counter",
+        "bytes relayed to an identity's clients",
+    ),
+    (
+        "proxy_shared_state_fallbacks",
+        "counter",
+        "shared-state (Redis) operations that failed and fell back to this proxy's own counts",
+    ),
 ];
 
 impl IdentityMetrics {
@@ -78,9 +96,21 @@ impl IdentityMetrics {
         };
         registry.register(METRICS[0].0, METRICS[0].2, metrics.sessions_open.clone());
         registry.register(METRICS[1].0, METRICS[1].2, metrics.refused.clone());
-        registry.register(METRICS[2].0, METRICS[2].2, metrics.bytes_client_to_dest.clone());
-        registry.register(METRICS[3].0, METRICS[3].2, metrics.bytes_dest_to_client.clone());
-        registry.register(METRICS[4].0, METRICS[4].2, metrics.shared_state_fallbacks.clone());
+        registry.register(
+            METRICS[2].0,
+            METRICS[2].2,
+            metrics.bytes_client_to_dest.clone(),
+        );
+        registry.register(
+            METRICS[3].0,
+            METRICS[3].2,
+            metrics.bytes_dest_to_client.clone(),
+        );
+        registry.register(
+            METRICS[4].0,
+            METRICS[4].2,
+            metrics.shared_state_fallbacks.clone(),
+        );
         metrics
     }
 
@@ -162,7 +192,10 @@ mod tests {
         assert!(text.contains(
             r#"proxy_identity_sessions_refused_total{identity="(other)",limit="max_connect_rate"} 1"#
         ));
-        let names: Vec<_> = IdentityMetrics::metadata().into_iter().map(|m| m.name).collect();
+        let names: Vec<_> = IdentityMetrics::metadata()
+            .into_iter()
+            .map(|m| m.name)
+            .collect();
         assert!(names.contains(&"proxy_shared_state_fallbacks_total".to_owned()));
     }
 }

@@ -11,12 +11,13 @@ use tokio::time::Instant;
 /// How much longer `ip` is blocked, locally or fleet-wide.
 pub async fn blocked_for(ctx: &ListenerContext, ip: IpAddr) -> Option<Duration> {
     let limiter = ctx.failure_limiter.as_ref()?;
-    let local = limiter.blocked_for(ip, Instant::now().into_std());
-    let fleet = match &ctx.control.fleet {
+    if let Some(local) = limiter.blocked_for(ip, Instant::now().into_std()) {
+        return Some(local);
+    }
+    match &ctx.control.fleet {
         Some(fleet) => fleet.login_blocked(ip).await.flatten(),
         None => None,
-    };
-    local.max(fleet)
+    }
 }
 
 /// Count a failed login of `ip`; `true` when it blocks the client here or

@@ -3,14 +3,14 @@
 //! Each direction ends on EOF by shutting down the write side of the other
 //! socket (half-close is passed on); an error in either ends both.
 
+use crate::shaping::TokenBucket;
 use parking_lot::Mutex;
 use prometheus_client::metrics::counter::Counter;
 use splice::Pipe;
+use std::future::Future;
 use std::io;
 use std::net::Shutdown;
 use std::os::fd::AsRawFd;
-use crate::shaping::TokenBucket;
-use std::future::Future;
 use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -100,7 +100,11 @@ impl FirstEof {
     }
 
     /// Run one direction; its EOF (not an error) is noted.
-    async fn watch<T>(&self, client: bool, direction: impl Future<Output = io::Result<T>>) -> io::Result<T> {
+    async fn watch<T>(
+        &self,
+        client: bool,
+        direction: impl Future<Output = io::Result<T>>,
+    ) -> io::Result<T> {
         let result = direction.await;
         if result.is_ok() {
             self.ended(client);
@@ -377,11 +381,25 @@ pub async fn relay_splice(
         tokio::try_join!(
             eof.watch(
                 true,
-                splice_one_way(client, dest, up, buffers, &counters.client_to_dest, &activity)
+                splice_one_way(
+                    client,
+                    dest,
+                    up,
+                    buffers,
+                    &counters.client_to_dest,
+                    &activity
+                )
             ),
             eof.watch(
                 false,
-                splice_one_way(dest, client, down, buffers, &counters.dest_to_client, &activity)
+                splice_one_way(
+                    dest,
+                    client,
+                    down,
+                    buffers,
+                    &counters.dest_to_client,
+                    &activity
+                )
             ),
         )
     };

@@ -117,7 +117,11 @@ impl Tunnel {
 
     /// Relay until `relay` ends or an admin disconnects the tunnel, then
     /// account for it.
-    pub async fn run(self, ctx: &ListenerContext, relay: impl Future<Output = io::Result<RelayOutcome>>) {
+    pub async fn run(
+        self,
+        ctx: &ListenerContext,
+        relay: impl Future<Output = io::Result<RelayOutcome>>,
+    ) {
         let session = self.registered.session.clone();
         let end = tokio::select! {
             outcome = relay => report_relay(outcome, &session.peer, ctx),
@@ -148,7 +152,12 @@ impl Tunnel {
 }
 
 /// Count a CONNECT refused by `refusal` and write its `Session` record.
-pub fn refused(ctx: &ListenerContext, peer: SocketAddr, request: &TunnelRequest, refusal: &Refusal) {
+pub fn refused(
+    ctx: &ListenerContext,
+    peer: SocketAddr,
+    request: &TunnelRequest,
+    refusal: &Refusal,
+) {
     let identity = request.auth.first_identity().map(|i| i.identity.as_str());
     if let (Some(identity), Some(limit)) = (identity, refusal.limit()) {
         ctx.control.metrics.refused(identity, limit);
@@ -173,7 +182,11 @@ pub fn refused(ctx: &ListenerContext, peer: SocketAddr, request: &TunnelRequest,
     }
 }
 
-fn report_relay(outcome: io::Result<RelayOutcome>, peer: &str, ctx: &ListenerContext) -> SessionEnd {
+fn report_relay(
+    outcome: io::Result<RelayOutcome>,
+    peer: &str,
+    ctx: &ListenerContext,
+) -> SessionEnd {
     match outcome {
         Ok(RelayOutcome::Completed { client_first }) => {
             ctx.metrics.connections_completed.inc();

@@ -31,7 +31,8 @@ async fn two_proxies(redis: &RedisServer, keys: &str, limits: &str) -> (Server, 
 #[tokio::test]
 async fn failures_spread_over_two_proxies_block_the_address_on_both() {
     let redis = RedisServer::start();
-    let keys = "auth_failure_limit = { max_failures = 3, period = '1 minute', block_for = '1 hour' }";
+    let keys =
+        "auth_failure_limit = { max_failures = 3, period = '1 minute', block_for = '1 hour' }";
     let (a, b) = two_proxies(&redis, keys, "{}").await;
     let attacker = "127.0.0.7".parse().unwrap();
     for proxy in [&a, &b, &a, &b] {
@@ -39,14 +40,24 @@ async fn failures_spread_over_two_proxies_block_the_address_on_both() {
     }
     // Two failures on each: neither proxy's own table blocks, the fleet's does.
     for proxy in [&a, &b] {
-        assert_eq!(login_as(proxy.socks, attacker, "alice", PASSWORD).await.1, 1);
+        assert_eq!(
+            login_as(proxy.socks, attacker, "alice", PASSWORD).await.1,
+            1
+        );
     }
     let other = "127.0.0.8".parse().unwrap();
     assert_eq!(login_as(a.socks, other, "alice", PASSWORD).await.1, 0);
     let blocked = b.curl("GET", "/api/admin/proxy/blocked/v1", None).await.1;
-    assert!(blocked.contains(r#""address":"127.0.0.7""#) && blocked.contains(r#""fleet":true"#), "{blocked}");
+    assert!(
+        blocked.contains(r#""address":"127.0.0.7""#) && blocked.contains(r#""fleet":true"#),
+        "{blocked}"
+    );
     let unblocked = b
-        .curl("DELETE", "/api/admin/proxy/blocked/v1", Some(r#"{"address":"127.0.0.7"}"#))
+        .curl(
+            "DELETE",
+            "/api/admin/proxy/blocked/v1",
+            Some(r#"{"address":"127.0.0.7"}"#),
+        )
         .await;
     assert_eq!(unblocked.1, r#"{"unblocked":true}"#);
     assert_eq!(login_as(a.socks, attacker, "alice", PASSWORD).await.1, 0);
@@ -69,8 +80,14 @@ async fn max_sessions_holds_across_two_proxies() {
     // A tunnel that ends gives its lease back at once, not after the lease.
     on_a.shutdown().await.unwrap();
     drop(on_a);
-    let again = eventually(GENEROUS, || async { tunnel_as(b.socks, "alice", echo).await.ok() }).await;
-    assert!(again.is_some(), "the closed tunnel's lease was never released");
+    let again = eventually(GENEROUS, || async {
+        tunnel_as(b.socks, "alice", echo).await.ok()
+    })
+    .await;
+    assert!(
+        again.is_some(),
+        "the closed tunnel's lease was never released"
+    );
     // Live tunnels outlast many leases: renewals keep them counted.
     tokio::time::sleep(Duration::from_millis(2500)).await;
     assert!(tunnel_as(a.socks, "alice", echo).await.is_err());
@@ -99,5 +116,10 @@ async fn stopping_redis_keeps_both_proxies_serving_on_local_counts() {
         round_trip(&mut bob, b"still serving").await;
         assert!(proxy.metric("proxy_shared_state_fallbacks_total ").await >= 1.0);
     }
-    assert_eq!(login_as(b.socks, "127.0.0.1".parse().unwrap(), "bob", "wrong").await.1, 1);
+    assert_eq!(
+        login_as(b.socks, "127.0.0.1".parse().unwrap(), "bob", "wrong")
+            .await
+            .1,
+        1
+    );
 }

@@ -43,8 +43,12 @@ async fn a_killed_proxys_sessions_stop_counting_after_their_lease() {
     let b = tokio::task::block_in_place(|| RunningProxy::start(&policy));
     let web = HttpServer::start();
     let _held: Vec<_> = vec![
-        limits_support::tunnel_as(a.addr, "alice", web.addr).await.unwrap(),
-        limits_support::tunnel_as(a.addr, "alice", web.addr).await.unwrap(),
+        limits_support::tunnel_as(a.addr, "alice", web.addr)
+            .await
+            .unwrap(),
+        limits_support::tunnel_as(a.addr, "alice", web.addr)
+            .await
+            .unwrap(),
     ];
     assert_eq!(
         curl_through(b.addr, "alice", web.url("/")).await,

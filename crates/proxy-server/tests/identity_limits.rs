@@ -27,20 +27,29 @@ async fn max_sessions_refuses_the_third_tunnel_and_spares_other_identities() {
     round_trip(&mut bobs[2], b"bob is not limited").await;
     // One call per identity: the answer is cached.
     assert_eq!(server.limit_calls(), 2);
-    let refused = r#"proxy_identity_sessions_refused_total{identity="alice",limit="max_sessions"} "#;
+    let refused =
+        r#"proxy_identity_sessions_refused_total{identity="alice",limit="max_sessions"} "#;
     assert_eq!(server.metric(refused).await, 1.0);
     let open = r#"proxy_identity_sessions_open{identity="alice"} "#;
     assert_eq!(server.metric(open).await, 2.0);
     // Closing a tunnel frees its slot.
     first.shutdown().await.unwrap();
     drop(first);
-    let again = eventually(GENEROUS, || async { tunnel_as(server.socks, "alice", echo).await.ok() }).await;
+    let again = eventually(GENEROUS, || async {
+        tunnel_as(server.socks, "alice", echo).await.ok()
+    })
+    .await;
     assert!(again.is_some(), "a closed tunnel's slot was never freed");
 }
 
 #[tokio::test(start_paused = true)]
 async fn max_connect_rate_refuses_until_the_next_window() {
-    let server = Server::start(&policy("", "{ alice = { max_connect_rate = '3/minute' } }", "")).await;
+    let server = Server::start(&policy(
+        "",
+        "{ alice = { max_connect_rate = '3/minute' } }",
+        "",
+    ))
+    .await;
     let echo = echo_server().await;
     let mut tunnels = Vec::new();
     for _ in 0..3 {
@@ -53,7 +62,8 @@ async fn max_connect_rate_refuses_until_the_next_window() {
     assert!(tunnel_as(server.socks, "bob", echo).await.is_ok());
     tokio::time::advance(Duration::from_secs(61)).await;
     assert!(tunnel_as(server.socks, "alice", echo).await.is_ok());
-    let refused = r#"proxy_identity_sessions_refused_total{identity="alice",limit="max_connect_rate"} "#;
+    let refused =
+        r#"proxy_identity_sessions_refused_total{identity="alice",limit="max_connect_rate"} "#;
     assert_eq!(server.metric(refused).await, 1.0);
 }
 
@@ -93,8 +103,14 @@ async fn bandwidth_is_shaped_per_identity_while_others_go_full_speed() {
         (900_000.0..=1_100_000.0).contains(&alice_rate),
         "alice at {alice_rate:.0} B/s for a 1 MB/s limit"
     );
-    assert!(bob_rate > 20_000_000.0, "bob (unlimited) at only {bob_rate:.0} B/s");
-    let sessions = server.curl("GET", "/api/admin/proxy/sessions/v1?identity=alice", None).await.1;
+    assert!(
+        bob_rate > 20_000_000.0,
+        "bob (unlimited) at only {bob_rate:.0} B/s"
+    );
+    let sessions = server
+        .curl("GET", "/api/admin/proxy/sessions/v1?identity=alice", None)
+        .await
+        .1;
     assert!(sessions.contains(r#""shaped":true"#), "{sessions}");
 }
 
@@ -114,7 +130,11 @@ async fn every_tunnel_leaves_a_session_record_with_its_byte_counts() {
     round_trip(&mut bob, b"hello").await;
     drop(bob);
     // The slot is free once the first tunnel is accounted.
-    eventually(GENEROUS, || async { tunnel_as(server.socks, "alice", echo).await.ok() }).await.unwrap();
+    eventually(GENEROUS, || async {
+        tunnel_as(server.socks, "alice", echo).await.ok()
+    })
+    .await
+    .unwrap();
     let dir = server.stop().await;
     let sessions: Vec<_> = accounting_records(&dir.path().join("acct"))
         .into_iter()
@@ -123,7 +143,9 @@ async fn every_tunnel_leaves_a_session_record_with_its_byte_counts() {
     let by = |identity: &str, end: &str| {
         sessions
             .iter()
-            .find(|r| r["auth_info"]["identities"][0]["identity"] == identity && r["end_reason"] == end)
+            .find(|r| {
+                r["auth_info"]["identities"][0]["identity"] == identity && r["end_reason"] == end
+            })
             .unwrap_or_else(|| panic!("no {identity} record ending {end}: {sessions:#?}"))
     };
     let alice = by("alice", "client_close");
@@ -153,24 +175,39 @@ async fn admin_lists_and_disconnects_an_identitys_tunnels() {
     ];
     let mut bob = tunnel_as(server.socks, "bob", echo).await.unwrap();
     round_trip(&mut alices[0], b"some bytes").await;
-    let (status, all) = server.curl("GET", "/api/admin/proxy/sessions/v1", None).await;
+    let (status, all) = server
+        .curl("GET", "/api/admin/proxy/sessions/v1", None)
+        .await;
     assert_eq!(status, 200);
     let all: Vec<serde_json::Value> = serde_json::from_str(&all).unwrap();
     assert_eq!(all.len(), 3);
-    let staff = server.curl("GET", "/api/admin/proxy/sessions/v1?group=staff", None).await.1;
+    let staff = server
+        .curl("GET", "/api/admin/proxy/sessions/v1?group=staff", None)
+        .await
+        .1;
     let staff: Vec<serde_json::Value> = serde_json::from_str(&staff).unwrap();
     assert_eq!(staff.len(), 2);
     assert_eq!(staff[0]["identities"][0], "alice");
     assert_eq!(staff[0]["bytes_dest_to_client"], 10);
     let (status, answer) = server
-        .curl("POST", "/api/admin/proxy/disconnect/v1", Some(r#"{"identity":"alice"}"#))
+        .curl(
+            "POST",
+            "/api/admin/proxy/disconnect/v1",
+            Some(r#"{"identity":"alice"}"#),
+        )
         .await;
     assert_eq!((status, answer.as_str()), (200, r#"{"disconnected":2}"#));
     for alice in &mut alices {
-        assert!(closes_within(alice, GENEROUS).await, "alice's tunnel stayed open");
+        assert!(
+            closes_within(alice, GENEROUS).await,
+            "alice's tunnel stayed open"
+        );
     }
     round_trip(&mut bob, b"bob's tunnel is untouched").await;
-    let left = server.curl("GET", "/api/admin/proxy/sessions/v1?identity=alice", None).await.1;
+    let left = server
+        .curl("GET", "/api/admin/proxy/sessions/v1?identity=alice", None)
+        .await
+        .1;
     assert_eq!(left, "[]");
     drop(bob);
     let dir = server.stop().await;
@@ -180,30 +217,60 @@ async fn admin_lists_and_disconnects_an_identitys_tunnels() {
         .filter(|r| r["type"] == "Session")
         .map(|r| r["end_reason"].as_str().unwrap().to_owned())
         .collect();
-    let by_admin = ends.iter().filter(|e| *e == "disconnected_by_admin").count();
+    let by_admin = ends
+        .iter()
+        .filter(|e| *e == "disconnected_by_admin")
+        .count();
     assert_eq!(by_admin, 2, "{ends:?}");
 }
 
 #[tokio::test]
 async fn unblocking_an_address_lets_its_next_login_through() {
-    let keys = "auth_failure_limit = { max_failures = 2, period = '1 minute', block_for = '1 hour' }";
+    let keys =
+        "auth_failure_limit = { max_failures = 2, period = '1 minute', block_for = '1 hour' }";
     let server = Server::start(&policy(keys, "{}", "")).await;
     let attacker = "127.0.0.9".parse().unwrap();
     for _ in 0..3 {
-        assert_eq!(login_as(server.socks, attacker, "alice", "wrong").await.1, 1);
+        assert_eq!(
+            login_as(server.socks, attacker, "alice", "wrong").await.1,
+            1
+        );
     }
-    assert_eq!(login_as(server.socks, attacker, "alice", PASSWORD).await.1, 1, "blocked");
-    let (status, blocked) = server.curl("GET", "/api/admin/proxy/blocked/v1", None).await;
+    assert_eq!(
+        login_as(server.socks, attacker, "alice", PASSWORD).await.1,
+        1,
+        "blocked"
+    );
+    let (status, blocked) = server
+        .curl("GET", "/api/admin/proxy/blocked/v1", None)
+        .await;
     assert_eq!(status, 200);
     assert!(blocked.contains(r#""address":"127.0.0.9""#), "{blocked}");
     let (status, answer) = server
-        .curl("DELETE", "/api/admin/proxy/blocked/v1", Some(r#"{"address":"127.0.0.9"}"#))
+        .curl(
+            "DELETE",
+            "/api/admin/proxy/blocked/v1",
+            Some(r#"{"address":"127.0.0.9"}"#),
+        )
         .await;
     assert_eq!((status, answer.as_str()), (200, r#"{"unblocked":true}"#));
-    assert_eq!(login_as(server.socks, attacker, "alice", PASSWORD).await.1, 0);
-    assert_eq!(server.curl("GET", "/api/admin/proxy/blocked/v1", None).await.1, "[]");
+    assert_eq!(
+        login_as(server.socks, attacker, "alice", PASSWORD).await.1,
+        0
+    );
+    assert_eq!(
+        server
+            .curl("GET", "/api/admin/proxy/blocked/v1", None)
+            .await
+            .1,
+        "[]"
+    );
     let bad = server
-        .curl("DELETE", "/api/admin/proxy/blocked/v1", Some(r#"{"address":"nope"}"#))
+        .curl(
+            "DELETE",
+            "/api/admin/proxy/blocked/v1",
+            Some(r#"{"address":"nope"}"#),
+        )
         .await;
     assert_eq!(bad.0, 400);
 }

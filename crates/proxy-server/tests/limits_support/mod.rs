@@ -118,7 +118,15 @@ impl Server {
 /// Run curl (a real HTTP client) off the runtime.
 pub async fn curl(addr: SocketAddr, method: &str, path: &str, body: Option<&str>) -> (u16, String) {
     let mut command = std::process::Command::new("curl");
-    command.args(["-sS", "--max-time", "30", "-X", method, "-w", "\n%{http_code}"]);
+    command.args([
+        "-sS",
+        "--max-time",
+        "30",
+        "-X",
+        method,
+        "-w",
+        "\n%{http_code}",
+    ]);
     if let Some(body) = body {
         command.args(["-H", "content-type: application/json", "-d", body]);
     }
@@ -126,14 +134,23 @@ pub async fn curl(addr: SocketAddr, method: &str, path: &str, body: Option<&str>
     let out = tokio::task::spawn_blocking(move || command.output().expect("curl runs"))
         .await
         .unwrap();
-    assert!(out.status.success(), "curl: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "curl: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let text = String::from_utf8(out.stdout).unwrap();
     let (body, status) = text.rsplit_once('\n').unwrap();
     (status.trim().parse().unwrap(), body.to_owned())
 }
 
 /// Log in as `user` from `source`; the stream and the status (0 = ok).
-pub async fn login_as(proxy: SocketAddr, source: IpAddr, user: &str, pass: &str) -> (TcpStream, u8) {
+pub async fn login_as(
+    proxy: SocketAddr,
+    source: IpAddr,
+    user: &str,
+    pass: &str,
+) -> (TcpStream, u8) {
     let socket = TcpSocket::new_v4().unwrap();
     socket.bind(SocketAddr::new(source, 0)).unwrap();
     let mut stream = socket.connect(proxy).await.unwrap();
@@ -148,7 +165,11 @@ pub async fn login_as(proxy: SocketAddr, source: IpAddr, user: &str, pass: &str)
 }
 
 /// Log in as `user` and CONNECT to `target`: the tunnel, or the reply code.
-pub async fn tunnel_as(proxy: SocketAddr, user: &str, target: SocketAddr) -> Result<TcpStream, ReplyCode> {
+pub async fn tunnel_as(
+    proxy: SocketAddr,
+    user: &str,
+    target: SocketAddr,
+) -> Result<TcpStream, ReplyCode> {
     let (mut stream, status) = login_as(proxy, [127, 0, 0, 1].into(), user, PASSWORD).await;
     assert_eq!(status, 0, "login of {user}");
     let mut out = Vec::new();
