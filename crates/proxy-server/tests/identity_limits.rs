@@ -274,3 +274,35 @@ async fn unblocking_an_address_lets_its_next_login_through() {
         .await;
     assert_eq!(bad.0, 400);
 }
+
+#[tokio::test]
+async fn limits_are_reread_after_a_reload_and_a_bad_answer_fails_closed() {
+    let limits = "{ alice = { max_sessions = 1 }, mallory = { max_session = 5 } }";
+    let server = Server::start(&policy("", limits, "")).await;
+    let echo = echo_server().await;
+    let _first = tunnel_as(server.socks, "alice", echo).await.unwrap();
+    assert!(tunnel_as(server.socks, "alice", echo).await.is_err());
+    // A misspelt key is an error: refused, not unlimited.
+    assert_eq!(
+        tunnel_as(server.socks, "mallory", echo).await.err(),
+        Some(ReplyCode::NotAllowedByRuleset)
+    );
+    let calls = server.limit_calls();
+    let raised = policy("", "{ alice = { max_sessions = 3 } }", "");
+    let dir = server.dir.path().to_str().unwrap();
+    std::fs::write(
+        server.dir.path().join("policy.lua"),
+        raised.replace("@DIR@", dir),
+    )
+    .unwrap();
+    let (status, _) = server
+        .curl("POST", "/api/admin/bump-config-epoch", None)
+        .await;
+    assert_eq!(status, 200);
+    let _second = tunnel_as(server.socks, "alice", echo).await.unwrap();
+    assert_eq!(
+        server.limit_calls(),
+        calls + 1,
+        "asked again after the reload"
+    );
+}
