@@ -15,7 +15,7 @@ use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::time::SystemTime;
-use tracing::{debug, info};
+use tracing::{debug, info, warn};
 
 /// What the handshake settled for a tunnel, besides its sockets.
 pub struct TunnelRequest {
@@ -162,7 +162,10 @@ pub fn refused(
     if let (Some(identity), Some(limit)) = (identity, refusal.limit()) {
         ctx.control.metrics.refused(identity, limit);
     }
-    info!(peer = %peer, error = %refusal, "CONNECT refused by a per-identity limit");
+    match refusal.limit() {
+        Some(_) => info!(peer = %peer, error = %refusal, "CONNECT refused by a per-identity limit"),
+        None => warn!(peer = %peer, error = %refusal, "CONNECT refused: no per-identity limits"),
+    }
     if let Some(aaa) = &ctx.aaa {
         let now = aaa::rfc3339(SystemTime::now());
         aaa.log_session(SessionRecord {
