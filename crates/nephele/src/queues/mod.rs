@@ -1,19 +1,31 @@
 //! Scheduled queues: naming, per-queue configuration from the policy, and
 //! the attempt/retry/expire life of each spooled message.
+//!
+//! A queued message is an id and its scheduling state ([`schedule::Queued`]);
+//! its body stays in the spool and is read for each attempt and dropped
+//! after it, so the daemon's memory does not grow with the size of the
+//! backlog's messages, only (by about 200 bytes each) with their number.
+
+pub mod config_cache;
+mod registry;
+pub mod schedule;
 
 use crate::delivery::{self, Outcome};
 use crate::logs::{LocalLogger, LogRecord, RecordType, Response};
-use crate::lua_api::GET_QUEUE_CONFIG;
-use crate::queue_config::QueueConfig;
+use crate::lua_api::QueueConfigArgs;
+use crate::metrics::{NepheleMetrics, ServiceLabel};
+use crate::queue_config::{DeliveryProtocol, QueueConfig};
 use crate::smtp::{SmtpDeliverer, Via};
+use config_cache::QueueConfigCache;
 use message::Message;
-use parking_lot::Mutex;
 use policy::PolicyPool;
-use spool::GroupCommitter;
-use std::collections::HashMap;
+use registry::QueueRegistry;
+use schedule::{Queued, Schedule};
+use spool::{GroupCommitter, Spool};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 use tokio::sync::Semaphore;
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, info, warn, Instrument};
@@ -27,8 +39,12 @@ pub const MAX_CONCURRENT_ATTEMPTS: usize = 64;
 /// Wait before asking the policy again when `get_queue_config` failed.
 pub const CONFIG_ERROR_RETRY: Duration = Duration::from_secs(60);
 
+/// Wait before trying again when the spool could not be read (it is
+/// failing and recovering): not counted as an attempt.
+pub const SPOOL_READ_RETRY: Duration = Duration::from_secs(5);
+
 /// Where a message is queued and the values `get_queue_config` receives.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct QueueKey {
     /// The queue name.
     pub name: String,
@@ -75,54 +91,122 @@ impl QueueKey {
     pub fn is_null(&self) -> bool {
         self.name == NULL_QUEUE
     }
-}
 
-struct CachedConfig {
-    epoch: u64,
-    config: Arc<QueueConfig>,
+    /// What `get_queue_config` receives (and its answer is cached under).
+    pub fn config_args(&self) -> QueueConfigArgs {
+        (
+            self.domain.clone(),
+            self.tenant.clone(),
+            self.campaign.clone(),
+            self.routing_domain.clone(),
+        )
+    }
 }
 
 /// Owns every queued message until it is delivered, bounced or expired.
 pub struct QueueManager {
-    policy: PolicyPool,
-    spool: Arc<GroupCommitter>,
+    configs: QueueConfigCache,
+    committer: Arc<GroupCommitter>,
+    spool: Arc<dyn Spool>,
     logs: Arc<LocalLogger>,
+    metrics: Arc<NepheleMetrics>,
     smtp: SmtpDeliverer,
-    configs: Mutex<HashMap<String, CachedConfig>>,
-    attempt_slots: Semaphore,
+    schedule: Schedule,
+    queues: QueueRegistry,
+    attempt_slots: Arc<Semaphore>,
     tasks: TaskTracker,
     shutdown: CancellationToken,
 }
 
+/// How one attempt ended for the scheduler.
+enum Next {
+    /// Done with (delivered, bounced, expired, gone from the spool).
+    Done,
+    /// Try again after this long; `counted` when an attempt was made.
+    Retry { delay: Duration, counted: bool },
+}
+
 impl QueueManager {
-    /// A manager delivering with `policy`'s queue configurations, removing
-    /// finished messages from `spool` and logging to `logs`; MX records
-    /// come from `dns` (else the system's resolver).
+    /// A manager delivering with `policy`'s queue configurations, reading
+    /// bodies from `spool`, removing finished messages through `committer`
+    /// and logging to `logs`; MX records come from `dns` (else the
+    /// system's resolver). Call [`QueueManager::start`] to run it.
     pub fn new(
         policy: PolicyPool,
-        spool: Arc<GroupCommitter>,
+        committer: Arc<GroupCommitter>,
+        spool: Arc<dyn Spool>,
         logs: Arc<LocalLogger>,
+        metrics: Arc<NepheleMetrics>,
         dns: Option<&crate::smtp::mx::ResolverParams>,
     ) -> anyhow::Result<Self> {
         Ok(QueueManager {
             smtp: SmtpDeliverer::new(policy.clone(), dns)?,
-            policy,
+            configs: QueueConfigCache::new(policy),
+            committer,
             spool,
             logs,
-            configs: Mutex::new(HashMap::new()),
-            attempt_slots: Semaphore::new(MAX_CONCURRENT_ATTEMPTS),
+            queues: QueueRegistry::new(metrics.clone()),
+            metrics,
+            schedule: Schedule::default(),
+            attempt_slots: Arc::new(Semaphore::new(MAX_CONCURRENT_ATTEMPTS)),
             tasks: TaskTracker::new(),
             shutdown: CancellationToken::new(),
         })
     }
 
-    /// Take a spooled message into its queue. `num_attempts` is 0 for a new
-    /// message (a restart also starts counting again).
-    pub fn insert(self: &Arc<Self>, message: Message, key: QueueKey) {
+    /// Start taking due messages to attempts (on the current runtime).
+    pub fn start(self: &Arc<Self>) {
         let manager = self.clone();
-        let span = tracing::info_span!("message", id = %message.id(), queue = %key.name);
-        self.tasks
-            .spawn(async move { manager.run_message(message, key).await }.instrument(span));
+        self.tasks.spawn(async move { manager.dispatch().await });
+    }
+
+    /// Take a spooled message into its queue, due now. Only its id and
+    /// scheduling state are kept.
+    pub fn insert(&self, message: &Message, key: QueueKey) {
+        let key = self.queues.enter(key);
+        self.schedule_at(Instant::now(), queued(message, key));
+    }
+
+    /// Queue a message found in the spool at start from its meta record
+    /// alone (its body is not read).
+    pub fn requeue(&self, id: &str, meta: &[u8]) -> Result<(), message::SpoolDecodeError> {
+        let message = Message::decode(id, meta, Vec::new())?;
+        self.insert(&message, QueueKey::for_message(&message));
+        Ok(())
+    }
+
+    /// Queue every message left in `spool` from its meta record (bodies are
+    /// not read), within `timeout`; the number queued. A record that does
+    /// not decode is logged and left in place.
+    pub async fn requeue_all(
+        self: &Arc<Self>,
+        spool: Arc<dyn Spool>,
+        timeout: Duration,
+    ) -> anyhow::Result<usize> {
+        let manager = self.clone();
+        let scanning = tokio::task::spawn_blocking(move || {
+            let mut count = 0;
+            spool.scan_meta(&mut |id, meta| match manager.requeue(id, meta) {
+                Ok(()) => count += 1,
+                Err(err) => tracing::error!("spool: {err}; left in place"),
+            })?;
+            Ok::<_, spool::SpoolError>(count)
+        });
+        let count = tokio::time::timeout(timeout, scanning)
+            .await
+            .map_err(|_| anyhow::anyhow!("loading the spool timed out"))??
+            .map_err(|err| anyhow::anyhow!("loading the spool: {err}"))?;
+        Ok(count)
+    }
+
+    /// Messages queued (waiting or being attempted).
+    pub fn len(&self) -> usize {
+        self.queues.messages()
+    }
+
+    /// Whether no message is queued.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
     }
 
     /// Stop scheduling: waiting messages stay in the spool for the next
@@ -141,163 +225,239 @@ impl QueueManager {
         }
     }
 
-    async fn config_for(&self, key: &QueueKey) -> Result<Arc<QueueConfig>, String> {
-        let epoch = self.policy.epoch();
-        if let Some(cached) = self.configs.lock().get(&key.name) {
-            if cached.epoch == epoch {
-                return Ok(cached.config.clone());
+    fn schedule_at(&self, at: Instant, item: Queued) {
+        self.schedule.push(at, item);
+    }
+
+    /// Take each message as it falls due to an attempt, at most
+    /// [`MAX_CONCURRENT_ATTEMPTS`] at once.
+    async fn dispatch(self: Arc<Self>) {
+        while let Some(item) = self.schedule.next_due(&self.shutdown).await {
+            self.metrics.ready.inc();
+            let slot = tokio::select! {
+                slot = self.attempt_slots.clone().acquire_owned() => slot,
+                () = self.shutdown.cancelled() => {
+                    self.metrics.ready.dec();
+                    break;
+                }
+            };
+            let Ok(slot) = slot else { break };
+            let manager = self.clone();
+            let span = tracing::info_span!("message", id = %item.id, queue = %item.key.name);
+            self.tasks.spawn(
+                async move {
+                    manager.attempt(item).await;
+                    manager.metrics.ready.dec();
+                    drop(slot);
+                }
+                .instrument(span),
+            );
+        }
+    }
+
+    /// One attempt of `item`, then its next step.
+    async fn attempt(&self, mut item: Queued) {
+        match self.try_once(&item).await {
+            Next::Done => self.queues.leave(&item.key),
+            Next::Retry { delay, counted } => {
+                if counted {
+                    item.attempts += 1;
+                }
+                self.schedule_at(Instant::now() + delay, item);
             }
         }
-        let args = (
-            key.domain.clone(),
-            key.tenant.clone(),
-            key.campaign.clone(),
-            key.routing_domain.clone(),
-        );
-        let config = match self.policy.call(&GET_QUEUE_CONFIG, args).await {
-            Ok(Some(Some(config))) => Arc::new(config.0),
-            Ok(Some(None) | None) => Arc::new(QueueConfig::default()),
-            Err(err) => return Err(crate::policy_error_text(&err)),
+    }
+
+    /// Read the body, ask for the queue's configuration, deliver, log.
+    async fn try_once(&self, item: &Queued) -> Next {
+        let config = match self.configs.get(&item.key.config_args()).await {
+            Ok(config) => config,
+            Err(text) => return self.config_failed(item, &text).await,
         };
-        self.configs.lock().insert(
-            key.name.clone(),
-            CachedConfig {
-                epoch,
-                config: config.clone(),
-            },
-        );
-        Ok(config)
+        let Some(message) = self.load(item).await else {
+            return Next::Retry {
+                delay: SPOOL_READ_RETRY,
+                counted: false,
+            };
+        };
+        let Some(message) = message else {
+            return Next::Done;
+        };
+        // An age too large to add means "never".
+        let expires = item.created.checked_add(config.max_age);
+        if expires.is_some_and(|expires| SystemTime::now() >= expires) {
+            self.expire(&message, item, "max_age reached");
+            return Next::Done;
+        }
+        let Some(delay) = self.deliver(&message, item, &config).await else {
+            return Next::Done;
+        };
+        let next = SystemTime::now().checked_add(delay);
+        if let (Some(next), Some(expires)) = (next, expires) {
+            if next >= expires {
+                self.expire(
+                    &message,
+                    item,
+                    "the next attempt would be past max_age",
+                );
+                return Next::Done;
+            }
+        }
+        Next::Retry {
+            delay,
+            counted: true,
+        }
+    }
+
+    /// The message with its body, read from the spool; `Some(None)` when it
+    /// is no longer there, `None` when the spool could not be read.
+    async fn load(&self, item: &Queued) -> Option<Option<ResidentMessage>> {
+        let spool = self.spool.clone();
+        let id = item.id.to_string();
+        let entry = match tokio::task::spawn_blocking(move || spool.load(&id)).await {
+            Ok(Ok(entry)) => entry,
+            Ok(Err(err)) => {
+                warn!("reading the message from the spool: {err}; trying again in {SPOOL_READ_RETRY:?}");
+                return None;
+            }
+            Err(err) => {
+                warn!("spool read task failed: {err}");
+                return None;
+            }
+        };
+        let Some(entry) = entry else {
+            warn!("the message is no longer in the spool; dropped from its queue");
+            return Some(None);
+        };
+        match Message::decode(&entry.id, &entry.meta, entry.data) {
+            Ok(message) => Some(Some(ResidentMessage::new(message, &self.metrics))),
+            Err(err) => {
+                warn!("spool: {err}; left in place, not retried until restart");
+                Some(None)
+            }
+        }
+    }
+
+    async fn config_failed(&self, item: &Queued, text: &str) -> Next {
+        warn!("get_queue_config failed: {text}");
+        if let Some(Some(message)) = self.load(item).await {
+            let response = Response::new(451, (4, 3, 0), format!("get_queue_config failed: {text}"));
+            self.record(RecordType::TransientFailure, &message, item, response, Via::default());
+        }
+        self.metrics
+            .transfail
+            .get_or_create(&ServiceLabel { service: "none" })
+            .inc();
+        Next::Retry {
+            delay: CONFIG_ERROR_RETRY,
+            counted: false,
+        }
     }
 
     fn record(
         &self,
         kind: RecordType,
         message: &Message,
-        key: &QueueKey,
+        item: &Queued,
         response: Response,
-        attempts: u32,
-    ) {
-        self.record_via(kind, message, key, response, attempts, Via::default());
-    }
-
-    fn record_via(
-        &self,
-        kind: RecordType,
-        message: &Message,
-        key: &QueueKey,
-        response: Response,
-        attempts: u32,
         via: Via,
     ) {
         self.logs.log(
-            LogRecord::new(kind, message, &key.name, response, attempts)
+            LogRecord::new(kind, message, &item.key.name, response, item.attempts)
                 .via(via.peer_address, via.egress_source),
         );
     }
 
     /// Done with a message: forget it in the spool.
     fn finish(&self, message: &Message) {
-        self.spool.remove(message.id().to_string());
+        self.committer.remove(message.id().to_string());
     }
 
-    async fn run_message(&self, message: Message, key: QueueKey) {
-        let mut attempts = 0u32;
-        loop {
-            let (delay, expires) = match self.config_for(&key).await {
-                Ok(config) => {
-                    // An age too large to add means "never".
-                    let expires = message.created().checked_add(config.max_age);
-                    if expires.is_some_and(|expires| SystemTime::now() >= expires) {
-                        self.expire(&message, &key, attempts, "max_age reached");
-                        return;
-                    }
-                    let Some(delay) = self.attempt(&message, &key, &config, &mut attempts).await
-                    else {
-                        return;
-                    };
-                    (delay, expires)
-                }
-                Err(text) => {
-                    warn!("get_queue_config failed: {text}");
-                    let response =
-                        Response::new(451, (4, 3, 0), format!("get_queue_config failed: {text}"));
-                    self.record(
-                        RecordType::TransientFailure,
-                        &message,
-                        &key,
-                        response,
-                        attempts,
-                    );
-                    (CONFIG_ERROR_RETRY, None)
-                }
-            };
-            let next = SystemTime::now().checked_add(delay);
-            if let (Some(next), Some(expires)) = (next, expires) {
-                if next >= expires {
-                    self.expire(
-                        &message,
-                        &key,
-                        attempts,
-                        "the next attempt would be past max_age",
-                    );
-                    return;
-                }
-            }
-            tokio::select! {
-                () = tokio::time::sleep(delay) => {}
-                () = self.shutdown.cancelled() => return,
-            }
-        }
-    }
-
-    /// One attempt; the wait before the next one, or `None` when the message
-    /// is done with (delivered, bounced, or shutting down).
-    async fn attempt(
-        &self,
-        message: &Message,
-        key: &QueueKey,
-        config: &QueueConfig,
-        attempts: &mut u32,
-    ) -> Option<Duration> {
-        let (outcome, via) = {
-            let _slot = self.attempt_slots.acquire().await.ok()?;
-            delivery::attempt(config, &key.domain, message, &self.smtp).await
+    /// One delivery; the wait before the next one, or `None` when the
+    /// message is done with (delivered or bounced).
+    async fn deliver(&self, message: &Message, item: &Queued, config: &QueueConfig) -> Option<Duration> {
+        let (outcome, via) =
+            delivery::attempt(config, &item.key.domain, message, &self.smtp).await;
+        let attempts = item.attempts + 1;
+        let service = ServiceLabel {
+            service: match config.protocol {
+                Some(DeliveryProtocol::MaildirPath(_)) => "maildir",
+                _ => "smtp",
+            },
         };
-        *attempts += 1;
-        let attempts = *attempts;
+        let counted = Queued {
+            attempts,
+            ..item.clone()
+        };
         match outcome {
             Outcome::Delivered(response) => {
                 info!(attempts, "delivered");
-                self.record_via(RecordType::Delivery, message, key, response, attempts, via);
+                self.metrics.delivered.get_or_create(&service).inc();
+                self.record(RecordType::Delivery, message, &counted, response, via);
                 self.finish(message);
                 None
             }
             Outcome::Permanent(response) => {
                 info!(attempts, response = %response.content, "bounced");
-                self.record_via(RecordType::Bounce, message, key, response, attempts, via);
+                self.metrics.fail.get_or_create(&service).inc();
+                self.record(RecordType::Bounce, message, &counted, response, via);
                 self.finish(message);
                 None
             }
             Outcome::Transient(response) => {
                 debug!(attempts, response = %response.content, "attempt failed");
-                self.record_via(
-                    RecordType::TransientFailure,
-                    message,
-                    key,
-                    response,
-                    attempts,
-                    via,
-                );
+                self.metrics.transfail.get_or_create(&service).inc();
+                self.record(RecordType::TransientFailure, message, &counted, response, via);
                 Some(config.delay_after(attempts))
             }
         }
     }
 
-    fn expire(&self, message: &Message, key: &QueueKey, attempts: u32, why: &str) {
-        info!(attempts, "expired: {why}");
+    fn expire(&self, message: &Message, item: &Queued, why: &str) {
+        info!(attempts = item.attempts, "expired: {why}");
         let response = Response::new(551, (5, 4, 7), format!("expired: {why}"));
-        self.record(RecordType::Expiration, message, key, response, attempts);
+        self.metrics.expired.inc();
+        self.record(RecordType::Expiration, message, item, response, Via::default());
         self.finish(message);
+    }
+}
+
+fn queued(message: &Message, key: Arc<QueueKey>) -> Queued {
+    Queued {
+        id: message.id().as_str().into(),
+        key,
+        created: message.created(),
+        attempts: 0,
+    }
+}
+
+/// A message whose body was read for an attempt, counted in
+/// `message_data_resident_count` until dropped.
+struct ResidentMessage {
+    message: Message,
+    gauge: prometheus_client::metrics::gauge::Gauge,
+}
+
+impl ResidentMessage {
+    fn new(message: Message, metrics: &NepheleMetrics) -> Self {
+        metrics.data_resident.inc();
+        ResidentMessage {
+            message,
+            gauge: metrics.data_resident.clone(),
+        }
+    }
+}
+
+impl std::ops::Deref for ResidentMessage {
+    type Target = Message;
+    fn deref(&self) -> &Message {
+        &self.message
+    }
+}
+
+impl Drop for ResidentMessage {
+    fn drop(&mut self) {
+        self.gauge.dec();
     }
 }
 
