@@ -53,7 +53,7 @@ kumo.on('init', function()
 end)
 kumo.on('get_queue_config', function(domain, tenant, campaign, routing_domain)
   return kumo.make_queue_config {
-    protocol = { maildir_path = '@DIR@/maildir' },
+    protocol = { maildir_path = '@DIR@/blocker/maildir' },
     retry_interval = '1 second',
     max_retry_interval = '1 second',
   }
@@ -82,6 +82,9 @@ fn a_full_disk_is_503_and_recovers_without_a_restart() {
             return;
         }
     };
+    // Deliveries fail (the Maildir's parent is a file) until the end, so
+    // the spool keeps what it gets.
+    ws.write("blocker", "a file where a directory should be");
     let daemon = ws.start();
     // Leave a few MB free, then inject until the spool runs out.
     let filler = tmpfs.path.join("filler");
@@ -125,8 +128,9 @@ fn a_full_disk_is_503_and_recovers_without_a_restart() {
     acknowledged.push(2000);
 
     // Every acknowledged message arrives, once.
+    std::fs::remove_file(ws.dir().join("blocker")).unwrap();
     let delivered = wait_for("every acknowledged message", WAIT_TIMEOUT * 2, || {
-        let messages = ws.maildir_messages();
+        let messages = ws.messages_in("blocker/maildir");
         (messages.len() >= acknowledged.len()).then_some(messages)
     });
     for n in &acknowledged {

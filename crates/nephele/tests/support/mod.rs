@@ -342,13 +342,21 @@ pub fn curl(url: &str, args: &[&str]) -> HttpReply {
 }
 
 /// POST a JSON body to `/api/inject/v1`, with extra curl args (e.g. `-u`).
+/// A large body goes through a file (an argument has a size limit).
 pub fn inject(daemon: &Daemon, body: &serde_json::Value, args: &[&str]) -> HttpReply {
     let body = body.to_string();
+    let file = tempfile::NamedTempFile::new().expect("temp file");
+    let data = if body.len() > 64 * 1024 {
+        std::fs::write(file.path(), &body).expect("write the body");
+        format!("@{}", file.path().display())
+    } else {
+        body
+    };
     let mut all = vec![
         "-H",
         "Content-Type: application/json",
         "--data-binary",
-        &body,
+        &data,
     ];
     all.extend_from_slice(args);
     curl(&daemon.url("/api/inject/v1"), &all)
