@@ -301,9 +301,8 @@ impl NepheleMetrics {
             })
             .as_counter(),
         );
-        let counter = |meta: MetricMetadata, counter: Option<Counter>| {
-            (meta, counter.unwrap_or_default())
-        };
+        let counter =
+            |meta: MetricMetadata, counter: Option<Counter>| (meta, counter.unwrap_or_default());
         for (meta, counter) in [
             counter(local, local_log_dropped),
             counter(accounting, accounting_dropped),

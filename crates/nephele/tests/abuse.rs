@@ -41,13 +41,20 @@ fn one(email: &str) -> Vec<Value> {
 fn only_good_messages_are_delivered(ws: &Workspace, daemon: &Daemon) {
     let reply = inject(
         daemon,
-        &message_to(one("good@example.com"), json!("Subject: ok\r\n\r\nfine\r\n")),
+        &message_to(
+            one("good@example.com"),
+            json!("Subject: ok\r\n\r\nfine\r\n"),
+        ),
         &[],
     );
     assert_eq!(reply.status, 200, "{}", reply.body);
     ws.wait_for_records("Delivery", 1);
     let receptions = ws.records_of("Reception");
-    assert_eq!(receptions.len(), 1, "something else was spooled: {receptions:?}");
+    assert_eq!(
+        receptions.len(),
+        1,
+        "something else was spooled: {receptions:?}"
+    );
     assert_eq!(receptions[0]["recipient"], "good@example.com");
 }
 
@@ -93,7 +100,11 @@ fn generating_past_a_limit_is_refused_whole_with_413() {
         &[],
     );
     assert_eq!(crowd.status, 413, "{}", crowd.body);
-    assert!(crowd.body.contains("max_recipients (1024)"), "{}", crowd.body);
+    assert!(
+        crowd.body.contains("max_recipients (1024)"),
+        "{}",
+        crowd.body
+    );
 
     // Within max_recipients, but 1000 messages of 100 KB pass the
     // request's 64 MiB.
@@ -151,7 +162,9 @@ fn control_characters_in_headers_and_addresses_are_422() {
         let reply = inject(&daemon, &message_to(recipients, content), &[]);
         assert_eq!(reply.status, 422, "{field}: {}", reply.body);
         assert!(
-            reply.body.starts_with(&format!("{field}: contains control characters")),
+            reply
+                .body
+                .starts_with(&format!("{field}: contains control characters")),
             "{field}: {}",
             reply.body
         );
@@ -165,7 +178,11 @@ fn control_characters_in_headers_and_addresses_are_422() {
         &[],
     );
     assert_eq!(reply.status, 422, "{}", reply.body);
-    assert!(reply.body.starts_with("content.subject: "), "{}", reply.body);
+    assert!(
+        reply.body.starts_with("content.subject: "),
+        "{}",
+        reply.body
+    );
     only_good_messages_are_delivered(&ws, &daemon);
     daemon.stop();
 }
@@ -173,7 +190,15 @@ fn control_characters_in_headers_and_addresses_are_422() {
 /// Time one liveness check with curl.
 fn liveness_seconds(daemon: &Daemon) -> f64 {
     let output = Command::new("curl")
-        .args(["-s", "-o", "/dev/null", "--max-time", "10", "-w", "%{http_code} %{time_total}"])
+        .args([
+            "-s",
+            "-o",
+            "/dev/null",
+            "--max-time",
+            "10",
+            "-w",
+            "%{http_code} %{time_total}",
+        ])
         .arg(daemon.url("/api/check-liveness/v1"))
         .output()
         .expect("run curl");
@@ -201,7 +226,12 @@ fn liveness_stays_fast_while_renders_burn_their_fuel() {
             std::thread::spawn(move || {
                 curl(
                     &url,
-                    &["-H", "Content-Type: application/json", "--data-binary", &body],
+                    &[
+                        "-H",
+                        "Content-Type: application/json",
+                        "--data-binary",
+                        &body,
+                    ],
                 )
             })
         })
@@ -229,7 +259,10 @@ fn liveness_stays_fast_while_renders_burn_their_fuel() {
     // The abandoned renders stopped: the only render thread is free again.
     let reply = inject(
         &daemon,
-        &message_to(one("good@example.com"), json!("Subject: ok\r\n\r\nfine\r\n")),
+        &message_to(
+            one("good@example.com"),
+            json!("Subject: ok\r\n\r\nfine\r\n"),
+        ),
         &["--max-time", "10"],
     );
     assert_eq!(reply.status, 200, "{}", reply.body);

@@ -57,7 +57,10 @@ fn queued_bodies_stay_on_disk_across_a_restart() {
     assert_eq!(sample(&daemon, "scheduled_count_total"), MESSAGES as f64);
     assert_eq!(sample(&daemon, "message_data_resident_count"), 0.0);
     let received = metric(&daemon, "total_messages_received");
-    assert_eq!(received["samples"][0]["value"], MESSAGES as f64, "{received}");
+    assert_eq!(
+        received["samples"][0]["value"], MESSAGES as f64,
+        "{received}"
+    );
     let transfail = metric(&daemon, "total_messages_transfail");
     assert_eq!(transfail["samples"][0]["labels"]["service"], "maildir");
     daemon.stop();

@@ -112,7 +112,11 @@ fn a_full_disk_is_503_and_recovers_without_a_restart() {
         "{}",
         refused.body
     );
-    assert!(refused.body.contains("the spool is unavailable"), "{}", refused.body);
+    assert!(
+        refused.body.contains("the spool is unavailable"),
+        "{}",
+        refused.body
+    );
     let dir = ws.dir().to_str().unwrap();
     assert!(!refused.body.contains(dir), "a path in {}", refused.body);
     assert!(!refused.body.contains("No space"), "{}", refused.body);
@@ -122,7 +126,9 @@ fn a_full_disk_is_503_and_recovers_without_a_restart() {
 
     // Free the space: no restart, no request needed to notice.
     std::fs::remove_file(&filler).unwrap();
-    wait_for("liveness 200", WAIT_TIMEOUT, || (liveness(&daemon) == 200).then_some(()));
+    wait_for("liveness 200", WAIT_TIMEOUT, || {
+        (liveness(&daemon) == 200).then_some(())
+    });
     let reply = inject(&daemon, &message(2000), &[]);
     assert_eq!(reply.status, 200, "{}", reply.body);
     acknowledged.push(2000);

@@ -243,11 +243,7 @@ fn collect_batch(
 
 /// While the store is failing: refuse `first` and every store waiting, keep
 /// the removals for later.
-fn fail_batch(
-    first: Request,
-    receiver: &mpsc::Receiver<Request>,
-    removals: &mut Vec<String>,
-) {
+fn fail_batch(first: Request, receiver: &mpsc::Receiver<Request>, removals: &mut Vec<String>) {
     let (mut batch, acks) = collect_batch(first, receiver);
     removals.append(&mut batch.remove);
     for ack in acks {
@@ -278,9 +274,7 @@ fn count_commit(stats: &CommitStats, batch: &SpoolBatch, requests: usize) {
     stats
         .removed
         .fetch_add(batch.remove.len() as u64, Ordering::Relaxed);
-    stats
-        .requests
-        .fetch_add(requests as u64, Ordering::Relaxed);
+    stats.requests.fetch_add(requests as u64, Ordering::Relaxed);
     stats
         .max_requests_per_commit
         .fetch_max(requests as u64, Ordering::Relaxed);
@@ -414,7 +408,9 @@ mod tests {
         let last = batches.last().unwrap();
         assert_eq!(last.store, [entry(3)]);
         assert!(
-            batches.iter().any(|b| b.remove.contains(&"gone".to_owned())),
+            batches
+                .iter()
+                .any(|b| b.remove.contains(&"gone".to_owned())),
             "the failed removal was dropped: {batches:?}"
         );
     }

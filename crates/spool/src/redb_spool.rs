@@ -448,7 +448,12 @@ mod tests {
                 remove: vec!["a".into()],
             })
             .unwrap();
-        let ids: Vec<_> = spool.load_all().unwrap().into_iter().map(|e| e.id).collect();
+        let ids: Vec<_> = spool
+            .load_all()
+            .unwrap()
+            .into_iter()
+            .map(|e| e.id)
+            .collect();
         assert_eq!(ids, ["b"]);
     }
 

@@ -163,13 +163,14 @@ impl RequestBudget {
     /// Count `bytes` more of the request's output (made outside a
     /// [`CappedWriter`], e.g. by line-ending normalization).
     pub fn charge(&mut self, bytes: usize, what: &str) -> Result<(), LimitExceeded> {
-        self.remaining = self.remaining.checked_sub(bytes).ok_or_else(|| {
-            LimitExceeded::Size {
+        self.remaining = self
+            .remaining
+            .checked_sub(bytes)
+            .ok_or_else(|| LimitExceeded::Size {
                 limit: "max_request_bytes",
                 what: what.to_owned(),
                 bytes: self.limits.max_request_bytes,
-            }
-        })?;
+            })?;
         Ok(())
     }
 
@@ -323,6 +324,10 @@ mod tests {
             render_threads: 0,
             ..InjectionLimits::default()
         };
-        assert!(zero.validate().unwrap_err().to_string().contains("render_threads"));
+        assert!(zero
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("render_threads"));
     }
 }

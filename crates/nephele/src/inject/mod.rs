@@ -209,7 +209,15 @@ async fn inject(
         &mut outcome,
     )
     .await?;
-    commit(service, spool, queues, generated.to_spool, &mut outcome, conn).await?;
+    commit(
+        service,
+        spool,
+        queues,
+        generated.to_spool,
+        &mut outcome,
+        conn,
+    )
+    .await?;
     for (message, key) in generated.discarded {
         reception(&service.logs, &message, &key);
         debug!(id = %message.id(), "queue null: discarded");
@@ -347,7 +355,10 @@ async fn commit(
     }
     if !to_spool.is_empty() {
         let metrics = &service.metrics;
-        metrics.save_latency.0.observe(started.elapsed().as_secs_f64());
+        metrics
+            .save_latency
+            .0
+            .observe(started.elapsed().as_secs_f64());
         metrics.spooled.inc_by(to_spool.len() as u64);
     }
     for (message, key) in to_spool {

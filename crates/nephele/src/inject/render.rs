@@ -152,7 +152,12 @@ impl Templates {
         budget: &mut RequestBudget,
         index: usize,
     ) -> Result<String, RenderError> {
-        let value = self.render(template, context, budget, &format!("recipients[{index}]: {field}"))?;
+        let value = self.render(
+            template,
+            context,
+            budget,
+            &format!("recipients[{index}]: {field}"),
+        )?;
         if value.chars().any(char::is_control) {
             return Err(RenderError::Field(RequestError::field(
                 field,
@@ -173,7 +178,9 @@ impl Templates {
         let recipient = &valid.request.recipients[index];
         let what = |part: &str| format!("recipients[{index}]: content.{part}");
         let subject = match builder.subject {
-            Some(_) => Some(self.header_value(SUBJECT, "content.subject", context, budget, index)?),
+            Some(_) => {
+                Some(self.header_value(SUBJECT, "content.subject", context, budget, index)?)
+            }
             None => None,
         };
         let text = match builder.text_body {
@@ -187,7 +194,8 @@ impl Templates {
         let mut headers = Vec::with_capacity(builder.headers.len());
         for name in builder.headers.keys() {
             let field = format!("content.headers.{name}");
-            let value = self.header_value(&header_template(name), &field, context, budget, index)?;
+            let value =
+                self.header_value(&header_template(name), &field, context, budget, index)?;
             headers.push((name.clone(), value));
         }
         let rendered = subject.as_ref().map_or(0, String::len)
@@ -306,9 +314,11 @@ mod tests {
                 "content":"Subject: hi {{ name }}\n\n{{ k }} for {{ email }}\n"}"#,
         );
         let templates = Templates::compile(&valid.request).unwrap();
-        let a = String::from_utf8(templates.render_message(&valid, 0, &mut budget()).unwrap()).unwrap();
+        let a =
+            String::from_utf8(templates.render_message(&valid, 0, &mut budget()).unwrap()).unwrap();
         assert_eq!(a, "Subject: hi A\r\n\r\nmine for a@example.com\r\n");
-        let b = String::from_utf8(templates.render_message(&valid, 1, &mut budget()).unwrap()).unwrap();
+        let b =
+            String::from_utf8(templates.render_message(&valid, 1, &mut budget()).unwrap()).unwrap();
         assert_eq!(b, "Subject: hi \r\n\r\nglobal for b@example.com\r\n");
     }
 
@@ -358,7 +368,8 @@ mod tests {
                   "attachments":[{"data":"aGVsbG8=","content_type":"text/plain","file_name":"h.txt","base64":true}]}}"#,
         );
         let templates = Templates::compile(&valid.request).unwrap();
-        let text = String::from_utf8(templates.render_message(&valid, 0, &mut budget()).unwrap()).unwrap();
+        let text =
+            String::from_utf8(templates.render_message(&valid, 0, &mut budget()).unwrap()).unwrap();
         for needle in [
             "Subject: Hi Ann",
             "X-Campaign: c-Ann",

@@ -60,10 +60,13 @@ impl RenderPool {
         let cancelled = Arc::new(AtomicBool::new(false));
         let guard = CancelOnDrop(cancelled.clone());
         let mut budget = RequestBudget::new(&self.limits, cancelled);
-        let slot = tokio::time::timeout(self.limits.render_timeout, self.slots.clone().acquire_owned())
-            .await
-            .map_err(|_| LimitExceeded::Deadline(self.limits.render_timeout))?
-            .map_err(|_| PoolError::Failed("the render pool is closed".into()))?;
+        let slot = tokio::time::timeout(
+            self.limits.render_timeout,
+            self.slots.clone().acquire_owned(),
+        )
+        .await
+        .map_err(|_| LimitExceeded::Deadline(self.limits.render_timeout))?
+        .map_err(|_| PoolError::Failed("the render pool is closed".into()))?;
         let result = tokio::task::spawn_blocking(move || {
             let result = job(&mut budget);
             drop(slot);
@@ -125,9 +128,10 @@ mod tests {
         assert!(tokio::time::timeout(Duration::from_millis(100), request)
             .await
             .is_err());
-        let stopped = tokio::task::spawn_blocking(move || seen_rx.recv_timeout(Duration::from_secs(5)))
-            .await
-            .unwrap();
+        let stopped =
+            tokio::task::spawn_blocking(move || seen_rx.recv_timeout(Duration::from_secs(5)))
+                .await
+                .unwrap();
         assert_eq!(stopped, Ok(true));
     }
 
@@ -140,11 +144,17 @@ mod tests {
         });
         let busy = {
             let pool = pool.clone();
-            tokio::spawn(async move { pool.run(|_| std::thread::sleep(Duration::from_millis(400))).await })
+            tokio::spawn(async move {
+                pool.run(|_| std::thread::sleep(Duration::from_millis(400)))
+                    .await
+            })
         };
         tokio::time::sleep(Duration::from_millis(20)).await;
         let err = pool.run(|_| ()).await.unwrap_err();
-        assert!(matches!(err, PoolError::Limit(LimitExceeded::Deadline(_))), "{err}");
+        assert!(
+            matches!(err, PoolError::Limit(LimitExceeded::Deadline(_))),
+            "{err}"
+        );
         busy.await.unwrap().unwrap();
     }
 }

@@ -295,11 +295,7 @@ impl QueueManager {
         let next = SystemTime::now().checked_add(delay);
         if let (Some(next), Some(expires)) = (next, expires) {
             if next >= expires {
-                self.expire(
-                    &message,
-                    item,
-                    "the next attempt would be past max_age",
-                );
+                self.expire(&message, item, "the next attempt would be past max_age");
                 return Next::Done;
             }
         }
@@ -341,8 +337,15 @@ impl QueueManager {
     async fn config_failed(&self, item: &Queued, text: &str) -> Next {
         warn!("get_queue_config failed: {text}");
         if let Some(Some(message)) = self.load(item).await {
-            let response = Response::new(451, (4, 3, 0), format!("get_queue_config failed: {text}"));
-            self.record(RecordType::TransientFailure, &message, item, response, Via::default());
+            let response =
+                Response::new(451, (4, 3, 0), format!("get_queue_config failed: {text}"));
+            self.record(
+                RecordType::TransientFailure,
+                &message,
+                item,
+                response,
+                Via::default(),
+            );
         }
         self.metrics
             .transfail
@@ -375,9 +378,13 @@ impl QueueManager {
 
     /// One delivery; the wait before the next one, or `None` when the
     /// message is done with (delivered or bounced).
-    async fn deliver(&self, message: &Message, item: &Queued, config: &QueueConfig) -> Option<Duration> {
-        let (outcome, via) =
-            delivery::attempt(config, &item.key.domain, message, &self.smtp).await;
+    async fn deliver(
+        &self,
+        message: &Message,
+        item: &Queued,
+        config: &QueueConfig,
+    ) -> Option<Duration> {
+        let (outcome, via) = delivery::attempt(config, &item.key.domain, message, &self.smtp).await;
         let attempts = item.attempts + 1;
         let service = ServiceLabel {
             service: match config.protocol {
@@ -407,7 +414,13 @@ impl QueueManager {
             Outcome::Transient(response) => {
                 debug!(attempts, response = %response.content, "attempt failed");
                 self.metrics.transfail.get_or_create(&service).inc();
-                self.record(RecordType::TransientFailure, message, &counted, response, via);
+                self.record(
+                    RecordType::TransientFailure,
+                    message,
+                    &counted,
+                    response,
+                    via,
+                );
                 Some(config.delay_after(attempts))
             }
         }
@@ -417,7 +430,13 @@ impl QueueManager {
         info!(attempts = item.attempts, "expired: {why}");
         let response = Response::new(551, (5, 4, 7), format!("expired: {why}"));
         self.metrics.expired.inc();
-        self.record(RecordType::Expiration, message, item, response, Via::default());
+        self.record(
+            RecordType::Expiration,
+            message,
+            item,
+            response,
+            Via::default(),
+        );
         self.finish(message);
     }
 }

@@ -144,7 +144,10 @@ mod tests {
         schedule.push(start + Duration::from_secs(10), item("early"));
         schedule.push(start + Duration::from_secs(10), item("early-2"));
         let first = schedule.next_due(&shutdown).await.unwrap();
-        assert_eq!((&*first.id, start.elapsed()), ("early", Duration::from_secs(10)));
+        assert_eq!(
+            (&*first.id, start.elapsed()),
+            ("early", Duration::from_secs(10))
+        );
         assert_eq!(&*schedule.next_due(&shutdown).await.unwrap().id, "early-2");
         // A new earlier entry wakes the waiting consumer.
         let waiter = {
@@ -154,7 +157,10 @@ mod tests {
         tokio::time::sleep(Duration::from_secs(5)).await;
         schedule.push(Instant::now(), item("now"));
         let got = waiter.await.unwrap().unwrap();
-        assert_eq!((&*got.id, start.elapsed()), ("now", Duration::from_secs(15)));
+        assert_eq!(
+            (&*got.id, start.elapsed()),
+            ("now", Duration::from_secs(15))
+        );
         assert_eq!(schedule.len(), 1);
         shutdown.cancel();
         assert!(schedule.next_due(&shutdown).await.is_none());
