@@ -9,6 +9,7 @@
 #   bench/inject.sh                 # 16 connections, 10 s
 #   CONNECTIONS=32 DURATION=20 bench/inject.sh
 #   SPOOL_FILES=1 bench/inject.sh   # data and meta in one redb file
+#   NEPHELE_BIN=/path/to/nephele bench/inject.sh   # that binary, no build
 #   DELIVERY=none bench/inject.sh   # no delivery during the run (the queue
 #                                   # is SMTP through an undefined egress
 #                                   # pool, failing before any DNS lookup,
@@ -23,7 +24,10 @@ SPOOL_FILES=${SPOOL_FILES:-2}
 DELIVERY=${DELIVERY:-maildir}
 
 command -v wrk >/dev/null || { echo "bench/inject.sh: wrk is required (apt-get install wrk)" >&2; exit 1; }
-cargo build --release -q -p nephele
+if [[ -z ${NEPHELE_BIN:-} ]]; then
+    cargo build --release -q -p nephele
+    NEPHELE_BIN=./target/release/nephele
+fi
 
 work=$(mktemp -d)
 pid=
@@ -59,7 +63,7 @@ kumo.on('get_queue_config', function()
 end)
 LUA
 
-NEPHELE_LOG=info ./target/release/nephele --policy "$work/policy.lua" 2>"$work/nephele.log" &
+NEPHELE_LOG=info "$NEPHELE_BIN" --policy "$work/policy.lua" 2>"$work/nephele.log" &
 pid=$!
 addr=
 for _ in $(seq 600); do
@@ -71,7 +75,15 @@ done
 [[ -n $addr ]] || { echo "nephele did not start" >&2; cat "$work/nephele.log" >&2; exit 1; }
 
 echo "nephele on $addr; spool files: $SPOOL_FILES; delivery: $DELIVERY; wrk -t$THREADS -c$CONNECTIONS -d${DURATION}s; load before: $(cut -d' ' -f1-3 /proc/loadavg)"
-wrk -t"$THREADS" -c"$CONNECTIONS" -d"${DURATION}s" --latency -s bench/inject.lua "http://$addr/api/inject/v1"
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$pid/stat"; }
+ticks_before=$(cpu_ticks)
+wrk -t"$THREADS" -c"$CONNECTIONS" -d"${DURATION}s" --latency -s bench/inject.lua "http://$addr/api/inject/v1" | tee "$work/wrk.out"
+# CPU per message depends less on other load on the machine than the rate.
+acknowledged=$(sed -n 's/^acknowledged: \([0-9]*\).*/\1/p' "$work/wrk.out")
+ticks=$(( $(cpu_ticks) - ticks_before ))
+if [[ ${acknowledged:-0} -gt 0 ]]; then
+    echo "nephele CPU: $(( ticks * 1000000 / $(getconf CLK_TCK) / acknowledged )) µs per acknowledged message (delivery included)"
+fi
 
 kill -TERM "$pid"
 wait "$pid" || true

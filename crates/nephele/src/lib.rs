@@ -7,6 +7,7 @@ pub mod http_api;
 pub mod inject;
 pub mod logs;
 pub mod lua_api;
+pub mod metrics;
 mod policy_errors;
 pub mod queue_config;
 pub mod queues;

@@ -2,6 +2,7 @@
 //! `kumo.start_http_listener`, `kumo.make_queue_config`, and the
 //! `kumo.make_egress_*` functions of [`crate::smtp::egress`]) and its events.
 
+use crate::inject::limits::InjectionLimits;
 use crate::queue_config::{self, LuaQueueConfig};
 use aaa::AuthInfo;
 use http_listener::{HttpListenerParams, HttpListenerSink};
@@ -74,6 +75,8 @@ pub struct InitRequested {
     pub logs: Option<LocalLogParams>,
     /// The last `kumo.dns.configure_resolver` call.
     pub dns: Option<crate::smtp::mx::ResolverParams>,
+    /// The last `kumo.configure_injection` call.
+    pub injection: Option<InjectionLimits>,
 }
 
 /// Collects requests while `init` runs. Outside it (policy top level runs
@@ -140,6 +143,10 @@ pub fn registrar(requests: Arc<InitRequests>) -> ModuleRegistrar {
                 queue_config::parse(lua, value).map(LuaQueueConfig)
             })?,
         )?;
+        kumo.set(
+            "configure_injection",
+            configure_injection(lua, requests.clone())?,
+        )?;
         crate::smtp::egress::register(lua, &kumo)?;
         kumo.set("dns", dns_module(lua, requests.clone())?)?;
         Ok(())
@@ -183,6 +190,23 @@ fn configure_local_logs(lua: &Lua, requests: Arc<InitRequests>) -> mlua::Result<
         }
         requests.with_open("configure_local_logs", |requested| {
             requested.logs = Some(params);
+            Ok(())
+        })
+    })
+}
+
+/// `kumo.configure_injection { max_rendered_size, max_message_size,
+/// max_recipients, max_request_bytes, render_timeout, render_threads }`;
+/// the last call wins.
+fn configure_injection(lua: &Lua, requests: Arc<InitRequests>) -> mlua::Result<mlua::Function> {
+    lua.create_function(move |lua, value: Value| {
+        let params: InjectionLimits = policy::from_lua_params(lua, value)
+            .map_err(|err| lua_error("configure_injection", err))?;
+        params
+            .validate()
+            .map_err(|err| lua_error("configure_injection", err))?;
+        requests.with_open("configure_injection", |requested| {
+            requested.injection = Some(params);
             Ok(())
         })
     })
@@ -235,6 +259,7 @@ mod tests {
               kumo.define_spool { name = 'meta', path = '/tmp/m' }
               kumo.configure_local_logs { log_dir = '/tmp/logs', max_segment_duration = '5s' }
               kumo.start_http_listener { listen = '127.0.0.1:0' }
+              kumo.configure_injection { max_recipients = 10, render_timeout = '5s' }
               local c = kumo.make_queue_config { protocol = { maildir_path = '/tmp/md' } }
               assert(c ~= nil)
             end)"#,
@@ -245,6 +270,9 @@ mod tests {
         let logs = requested.logs.unwrap();
         assert_eq!(logs.max_segment_duration, Some(Duration::from_secs(5)));
         assert_eq!(logs.max_file_size, 1024 * 1024 * 1024);
+        let injection = requested.injection.unwrap();
+        assert_eq!(injection.max_recipients, 10);
+        assert_eq!(injection.render_timeout, Duration::from_secs(5));
     }
 
     #[test]
@@ -266,6 +294,14 @@ mod tests {
             (
                 "kumo.start_http_listener { lisen = '127.0.0.1:0' }",
                 "lisen",
+            ),
+            (
+                "kumo.configure_injection { max_recipient = 1 }",
+                "max_recipient",
+            ),
+            (
+                "kumo.configure_injection { render_threads = 0 }",
+                "configure_injection: render_threads must be at least 1",
             ),
         ] {
             let (result, _) = run_init(&format!(

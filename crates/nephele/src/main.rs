@@ -6,12 +6,13 @@
 use anyhow::Context;
 use clap::Parser;
 use daemon::DiagFormat;
-use message::Message;
 use nephele::http_api;
+use nephele::inject::render_pool::RenderPool;
 use nephele::inject::InjectService;
 use nephele::logs::LocalLogger;
 use nephele::lua_api::{self, InitRequested, InitRequests, INIT};
-use nephele::queues::{QueueKey, QueueManager};
+use nephele::metrics::NepheleMetrics;
+use nephele::queues::QueueManager;
 use policy::{AaaContext, PolicyLoader, PolicyPool};
 use prometheus_client::registry::Registry;
 use spool::{GroupCommitter, RedbSpool, Spool};
@@ -20,7 +21,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tracing::{error, info, warn};
+use tracing::{info, warn};
 
 /// How long in-flight requests and delivery attempts may finish after
 /// SIGINT/SIGTERM.
@@ -37,7 +38,7 @@ struct Cli {
     #[arg(
         long,
         value_name = "FILE.lua",
-        required_unless_present = "dump_openapi_spec"
+        required_unless_present_any = ["dump_openapi_spec", "dump_metric_metadata"]
     )]
     policy: Option<PathBuf>,
 
@@ -48,6 +49,10 @@ struct Cli {
     /// Print the HTTP listener's OpenAPI document, then exit.
     #[arg(long)]
     dump_openapi_spec: bool,
+
+    /// Print metric names, types and help as JSON, then exit.
+    #[arg(long)]
+    dump_metric_metadata: bool,
 
     /// Write diagnostics to files in this directory instead of stderr.
     #[arg(long, value_name = "DIR")]
@@ -60,6 +65,14 @@ struct Cli {
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
+    if cli.dump_metric_metadata {
+        let metadata = nephele::metrics::NepheleMetrics::metadata();
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&metadata).expect("metadata serializes")
+        );
+        return std::process::ExitCode::SUCCESS;
+    }
     if cli.dump_openapi_spec {
         match http_api::openapi().to_pretty_json() {
             Ok(json) => {
@@ -175,17 +188,24 @@ async fn run(cli: Cli, set_log_filter: daemon::FilterSetter) -> anyhow::Result<(
         Some(params) => LocalLogger::start(params)?,
         None => LocalLogger::disabled(),
     });
+    let mut registry = Registry::default();
+    let metrics = Arc::new(NepheleMetrics::register(&mut registry));
     let spool = open_spool(&requested)?;
     let (committer, queues) = match &spool {
         Some(spool) => {
-            let committer = Arc::new(GroupCommitter::start(spool.clone() as Arc<dyn Spool>)?);
+            let spool = spool.clone() as Arc<dyn Spool>;
+            let committer = Arc::new(GroupCommitter::start(spool.clone())?);
             let queues = Arc::new(QueueManager::new(
                 policy.clone(),
                 committer.clone(),
+                spool.clone(),
                 logs.clone(),
+                metrics.clone(),
                 requested.dns.as_ref(),
             )?);
-            requeue(spool.clone(), &queues).await?;
+            let messages = queues.requeue_all(spool, SPOOL_IO_TIMEOUT).await?;
+            info!(messages, "spool loaded; undelivered messages re-queued");
+            queues.start();
             (Some(committer), Some(queues))
         }
         None => {
@@ -194,18 +214,28 @@ async fn run(cli: Cli, set_log_filter: daemon::FilterSetter) -> anyhow::Result<(
         }
     };
 
+    // Kept to finish the open accounting segment at shutdown.
+    let aaa = AaaContext::of(&policy);
+    NepheleMetrics::register_sampled(
+        &mut registry,
+        committer.clone(),
+        logs.dropped_counter(),
+        aaa.as_ref()
+            .and_then(|aaa| aaa.accounting())
+            .map(|log| log.dropped_counter()),
+    );
     let service = Arc::new(InjectService {
         policy: policy.clone(),
         spool: committer.clone(),
         queues: queues.clone(),
         logs: logs.clone(),
+        render: RenderPool::new(requested.injection.clone().unwrap_or_default()),
+        metrics,
     });
-    // Kept to finish the open accounting segment at shutdown.
-    let aaa = AaaContext::of(&policy);
     let listeners = http_api::bind_listeners(
         requested.http,
         policy,
-        Arc::new(Registry::default()),
+        Arc::new(registry),
         set_log_filter,
         service,
     )
@@ -263,28 +293,4 @@ fn log_commit_stats(stats: &spool::CommitStats) {
         "spool commit stats: {:.1} store requests per commit",
         requests as f64 / commits.max(1) as f64
     );
-}
-
-/// Put every message left in the spool back into its queue.
-async fn requeue(spool: Arc<RedbSpool>, queues: &Arc<QueueManager>) -> anyhow::Result<()> {
-    let loading = tokio::task::spawn_blocking(move || spool.load_all());
-    let entries = tokio::time::timeout(SPOOL_IO_TIMEOUT, loading)
-        .await
-        .context("loading the spool timed out")?
-        .context("loading the spool")??;
-    let total = entries.len();
-    for entry in entries {
-        match Message::decode(&entry.id, &entry.meta, entry.data) {
-            Ok(message) => {
-                let key = QueueKey::for_message(&message);
-                queues.insert(message, key);
-            }
-            Err(err) => error!("spool: {err}; left in place"),
-        }
-    }
-    info!(
-        messages = total,
-        "spool loaded; undelivered messages re-queued"
-    );
-    Ok(())
 }

@@ -7,11 +7,20 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{mpsc, Arc};
 use std::time::Duration;
 use tokio::sync::oneshot;
-use tracing::{debug, error};
+use tracing::{debug, error, info};
 
 /// Most entries (stored plus removed) put into one transaction; more wait
 /// for the next one, which keeps a single commit's latency bounded.
 pub const MAX_BATCH_ENTRIES: usize = 4096;
+
+/// Most bytes (meta and data) stored by one transaction, so that the
+/// writer's memory stays bounded with large messages (a single request
+/// larger than this still commits whole).
+pub const MAX_BATCH_BYTES: usize = 64 * 1024 * 1024;
+
+/// While the last commit failed, how often the writer tries to reopen the
+/// store and prove a write works, with no request waiting.
+pub const PROBE_INTERVAL: Duration = Duration::from_secs(1);
 
 enum Request {
     Store {
@@ -34,6 +43,8 @@ pub struct CommitStats {
     pub requests: AtomicU64,
     /// The largest number of store requests in one commit.
     pub max_requests_per_commit: AtomicU64,
+    /// Commits that failed.
+    pub failures: AtomicU64,
 }
 
 /// Serializes all writes to a [`Spool`] through one thread. Callers of
@@ -104,7 +115,7 @@ impl GroupCommitter {
         }
     }
 
-    /// Whether the writer runs and its last commit worked.
+    /// Whether the writer runs and its last commit (or recovery) worked.
     pub fn is_healthy(&self) -> bool {
         self.healthy.load(Ordering::Acquire) && self.sender.lock().is_some()
     }
@@ -138,62 +149,135 @@ fn writer_loop(
     healthy: &AtomicBool,
     stats: &CommitStats,
 ) {
-    while let Ok(first) = receiver.recv() {
-        let mut batch = SpoolBatch::default();
-        let mut acks = Vec::new();
-        let mut size = 0;
-        let mut next = Some(first);
-        while let Some(request) = next.take() {
-            match request {
-                Request::Store { entries, ack } => {
-                    size += entries.len();
-                    batch.store.extend(entries);
-                    acks.push(ack);
+    // Removals of a failed commit, tried again with the next one.
+    let mut retry_removals = Vec::new();
+    loop {
+        let first = if healthy.load(Ordering::Acquire) {
+            receiver.recv().ok()
+        } else {
+            match receiver.recv_timeout(PROBE_INTERVAL) {
+                Ok(request) => Some(request),
+                Err(mpsc::RecvTimeoutError::Timeout) => {
+                    recover(&*spool, healthy);
+                    continue;
                 }
-                Request::Remove(id) => {
-                    size += 1;
-                    batch.remove.push(id);
-                }
+                Err(mpsc::RecvTimeoutError::Disconnected) => None,
             }
-            if size < MAX_BATCH_ENTRIES {
-                next = receiver.try_recv().ok();
-            }
+        };
+        let Some(first) = first else { break };
+        if !healthy.load(Ordering::Acquire) && !recover(&*spool, healthy) {
+            // Still failing: answer at once rather than try a commit that
+            // cannot work.
+            fail_batch(first, &receiver, &mut retry_removals);
+            continue;
         }
+        let (mut batch, acks) = collect_batch(first, &receiver);
+        batch.remove.append(&mut retry_removals);
         let result = spool.apply(&batch);
         match &result {
             Ok(()) => {
                 healthy.store(true, Ordering::Release);
-                stats.commits.fetch_add(1, Ordering::Relaxed);
-                stats
-                    .stored
-                    .fetch_add(batch.store.len() as u64, Ordering::Relaxed);
-                stats
-                    .removed
-                    .fetch_add(batch.remove.len() as u64, Ordering::Relaxed);
-                stats
-                    .requests
-                    .fetch_add(acks.len() as u64, Ordering::Relaxed);
-                stats
-                    .max_requests_per_commit
-                    .fetch_max(acks.len() as u64, Ordering::Relaxed);
+                count_commit(stats, &batch, acks.len());
             }
             Err(err) => {
                 healthy.store(false, Ordering::Release);
+                stats.failures.fetch_add(1, Ordering::Relaxed);
                 error!(
                     stored = batch.store.len(),
                     removed = batch.remove.len(),
                     "spool commit failed: {err}"
                 );
+                retry_removals = std::mem::take(&mut batch.remove);
             }
         }
         for ack in acks {
             let _ = ack.send(result.clone());
         }
     }
+    if !retry_removals.is_empty() {
+        let batch = SpoolBatch {
+            store: Vec::new(),
+            remove: retry_removals,
+        };
+        if let Err(err) = spool.apply(&batch) {
+            error!("spool removals at close: {err}");
+        }
+    }
     if let Err(err) = spool.close() {
         error!("closing the spool: {err}");
     }
     debug!("spool writer stopped");
+}
+
+/// `first` and whatever else is waiting, up to the batch bounds.
+fn collect_batch(
+    first: Request,
+    receiver: &mpsc::Receiver<Request>,
+) -> (SpoolBatch, Vec<oneshot::Sender<Result<(), SpoolError>>>) {
+    let mut batch = SpoolBatch::default();
+    let mut acks = Vec::new();
+    let (mut size, mut bytes) = (0, 0);
+    let mut next = Some(first);
+    while let Some(request) = next.take() {
+        match request {
+            Request::Store { entries, ack } => {
+                size += entries.len();
+                bytes += entries
+                    .iter()
+                    .map(|e| e.data.len() + e.meta.len())
+                    .sum::<usize>();
+                batch.store.extend(entries);
+                acks.push(ack);
+            }
+            Request::Remove(id) => {
+                size += 1;
+                batch.remove.push(id);
+            }
+        }
+        if size < MAX_BATCH_ENTRIES && bytes < MAX_BATCH_BYTES {
+            next = receiver.try_recv().ok();
+        }
+    }
+    (batch, acks)
+}
+
+/// While the store is failing: refuse `first` and every store waiting, keep
+/// the removals for later.
+fn fail_batch(first: Request, receiver: &mpsc::Receiver<Request>, removals: &mut Vec<String>) {
+    let (mut batch, acks) = collect_batch(first, receiver);
+    removals.append(&mut batch.remove);
+    for ack in acks {
+        let _ = ack.send(Err(SpoolError::Unavailable));
+    }
+}
+
+/// Try to make the store usable again; `true` (and healthy) when it is.
+fn recover(spool: &dyn Spool, healthy: &AtomicBool) -> bool {
+    match spool.recover() {
+        Ok(()) => {
+            info!("spool writes work again; accepting messages");
+            healthy.store(true, Ordering::Release);
+            true
+        }
+        Err(err) => {
+            debug!("spool still failing: {err}");
+            false
+        }
+    }
+}
+
+fn count_commit(stats: &CommitStats, batch: &SpoolBatch, requests: usize) {
+    stats.commits.fetch_add(1, Ordering::Relaxed);
+    stats
+        .stored
+        .fetch_add(batch.store.len() as u64, Ordering::Relaxed);
+    stats
+        .removed
+        .fetch_add(batch.remove.len() as u64, Ordering::Relaxed);
+    stats.requests.fetch_add(requests as u64, Ordering::Relaxed);
+    stats
+        .max_requests_per_commit
+        .fetch_max(requests as u64, Ordering::Relaxed);
 }
 
 #[cfg(test)]
@@ -206,6 +290,7 @@ mod tests {
     struct Flaky {
         fail: AtomicBool,
         batches: Mutex<Vec<SpoolBatch>>,
+        recoveries: AtomicU64,
     }
 
     impl Spool for Flaky {
@@ -220,8 +305,21 @@ mod tests {
             self.batches.lock().push(batch.clone());
             Ok(())
         }
-        fn load_all(&self) -> Result<Vec<SpoolEntry>, SpoolError> {
-            Ok(Vec::new())
+        fn scan_meta(&self, _: &mut dyn FnMut(&str, &[u8])) -> Result<(), SpoolError> {
+            Ok(())
+        }
+        fn load(&self, _: &str) -> Result<Option<SpoolEntry>, SpoolError> {
+            Ok(None)
+        }
+        fn recover(&self) -> Result<(), SpoolError> {
+            self.recoveries.fetch_add(1, Ordering::Relaxed);
+            if self.fail.load(Ordering::Acquire) {
+                return Err(SpoolError::Storage {
+                    path: "flaky".into(),
+                    message: "still full".into(),
+                });
+            }
+            Ok(())
         }
     }
 
@@ -276,6 +374,45 @@ mod tests {
             .await
             .unwrap_err();
         assert!(matches!(err, SpoolError::Closed));
+    }
+
+    #[tokio::test]
+    async fn recovers_by_itself_and_keeps_removals() {
+        let spool = Arc::new(Flaky::default());
+        let committer = GroupCommitter::start(spool.clone()).unwrap();
+        spool.fail.store(true, Ordering::Release);
+        committer.remove("gone".into());
+        let err = committer
+            .store(vec![entry(1)], Duration::from_secs(10))
+            .await
+            .unwrap_err();
+        assert!(!committer.is_healthy(), "{err}");
+        // Refused at once while recovery fails, without a commit.
+        let err = committer
+            .store(vec![entry(2)], Duration::from_secs(10))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, SpoolError::Unavailable), "{err}");
+        spool.fail.store(false, Ordering::Release);
+        // No request needed: the writer probes on its own.
+        let deadline = std::time::Instant::now() + 10 * PROBE_INTERVAL;
+        while !committer.is_healthy() {
+            assert!(std::time::Instant::now() < deadline, "never recovered");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        committer
+            .store(vec![entry(3)], Duration::from_secs(10))
+            .await
+            .unwrap();
+        let batches = spool.batches.lock();
+        let last = batches.last().unwrap();
+        assert_eq!(last.store, [entry(3)]);
+        assert!(
+            batches
+                .iter()
+                .any(|b| b.remove.contains(&"gone".to_owned())),
+            "the failed removal was dropped: {batches:?}"
+        );
     }
 
     #[tokio::test]

@@ -12,8 +12,10 @@
 mod group_commit;
 mod redb_spool;
 
-pub use group_commit::{CommitStats, GroupCommitter, MAX_BATCH_ENTRIES};
-pub use redb_spool::RedbSpool;
+pub use group_commit::{
+    CommitStats, GroupCommitter, MAX_BATCH_BYTES, MAX_BATCH_ENTRIES, PROBE_INTERVAL,
+};
+pub use redb_spool::{RedbSpool, CACHE_SIZE};
 
 /// One stored message: its id, its meta record and its data.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -43,7 +45,8 @@ impl SpoolBatch {
 }
 
 /// Why the spool could not do what was asked. The text names the spool's
-/// file; it never contains message content.
+/// file; it never contains message content. It is for logs: what an HTTP
+/// client is told says only that the spool is unavailable.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum SpoolError {
     /// The storage engine failed (I/O, corruption, full disk).
@@ -57,6 +60,10 @@ pub enum SpoolError {
     /// The spool's writer has stopped (shutting down, or it failed).
     #[error("the spool is closed")]
     Closed,
+    /// The store failed before and could not be made usable again yet;
+    /// nothing was tried.
+    #[error("the spool is failing; writes are retried every second")]
+    Unavailable,
     /// The commit did not finish in time.
     #[error("the spool commit did not finish within {0:?}")]
     Timeout(std::time::Duration),
@@ -68,8 +75,32 @@ pub trait Spool: Send + Sync + 'static {
     /// the stored entries nor brings back the removed ones. Blocking.
     fn apply(&self, batch: &SpoolBatch) -> Result<(), SpoolError>;
 
-    /// Every stored entry, in id order. Blocking; meant for start-up.
-    fn load_all(&self) -> Result<Vec<SpoolEntry>, SpoolError>;
+    /// Every stored entry, in id order. Blocking; reads every body, so it
+    /// is for tests and tools: start-up uses [`Spool::scan_meta`].
+    fn load_all(&self) -> Result<Vec<SpoolEntry>, SpoolError> {
+        let mut ids = Vec::new();
+        self.scan_meta(&mut |id, _| ids.push(id.to_owned()))?;
+        let mut entries = Vec::with_capacity(ids.len());
+        for id in ids {
+            entries.extend(self.load(&id)?);
+        }
+        Ok(entries)
+    }
+
+    /// Call `visit(id, meta)` for every stored entry, in id order, without
+    /// reading any message data; data records left without a meta record
+    /// (an interrupted store) are deleted first. Blocking; for start-up.
+    fn scan_meta(&self, visit: &mut dyn FnMut(&str, &[u8])) -> Result<(), SpoolError>;
+
+    /// One entry (meta and data), `None` when it is not stored. Blocking.
+    fn load(&self, id: &str) -> Result<Option<SpoolEntry>, SpoolError>;
+
+    /// After a failed commit: make the store usable again (the redb backend
+    /// reopens its files, since redb refuses every operation after an I/O
+    /// error) and prove it with a small durable write. Blocking.
+    fn recover(&self) -> Result<(), SpoolError> {
+        Ok(())
+    }
 
     /// Finish deferred work before the process exits. Blocking.
     fn close(&self) -> Result<(), SpoolError> {

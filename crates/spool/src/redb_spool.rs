@@ -1,12 +1,13 @@
 //! The redb backend: a `data` table and a `meta` table, in one database
-//! file or in two.
+//! file or in two, and an `ids` table beside the data (the data keys alone,
+//! so start-up can find data without meta without reading any body).
 
 // redb::Error is large, but it only travels up one call on the failure
 // path before becoming a SpoolError.
 #![allow(clippy::result_large_err)]
 
 use crate::{Spool, SpoolBatch, SpoolEntry, SpoolError};
-use parking_lot::Mutex;
+use parking_lot::{Mutex, RwLock};
 use redb::{Database, ReadableTable, TableDefinition};
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -14,33 +15,65 @@ use tracing::{info, warn};
 
 const DATA: TableDefinition<&str, &[u8]> = TableDefinition::new("data");
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
+/// The keys of `data`, written in the same transactions: iterating `data`
+/// itself would read every body (redb keeps values in the leaf pages).
+const DATA_IDS: TableDefinition<&str, ()> = TableDefinition::new("data_ids");
+/// One row rewritten by [`Spool::recover`] to prove writes work again.
+const PROBE: TableDefinition<&str, u64> = TableDefinition::new("probe");
 
 /// The database file inside a spool directory.
 const DB_FILE: &str = "spool.redb";
 
+/// redb's page cache per database file. redb's default (1 GiB) would let
+/// the daemon's memory grow with the spool as bodies are read for
+/// delivery; pages beyond this are read from the OS page cache again.
+pub const CACHE_SIZE: usize = 16 * 1024 * 1024;
+
+/// One redb file. After an I/O error redb refuses every further operation
+/// ("Previous I/O error occurred"), so the handle can be dropped and the
+/// file opened again ([`Db::reopen`]).
 struct Db {
-    db: Database,
+    db: RwLock<Option<Database>>,
+    dir: PathBuf,
     path: PathBuf,
 }
 
 impl Db {
     fn open(dir: &Path) -> Result<Self, SpoolError> {
-        let path = dir.join(DB_FILE);
-        let fail = |message: String| SpoolError::Storage {
-            path: path.display().to_string(),
-            message,
+        let db = Db {
+            db: RwLock::new(None),
+            dir: dir.to_owned(),
+            path: dir.join(DB_FILE),
         };
-        std::fs::create_dir_all(dir)
-            .map_err(|err| fail(format!("creating the directory: {err}")))?;
-        let db = Database::create(&path).map_err(|err| fail(err.to_string()))?;
-        let db = Db { db, path };
-        // Create both tables so readers never meet a missing one.
-        db.write(|txn| {
+        db.reopen()?;
+        Ok(db)
+    }
+
+    /// Drop the current handle (if any) and open the file again; creates
+    /// the directory, the file and every table as needed.
+    fn reopen(&self) -> Result<(), SpoolError> {
+        let mut slot = self.db.write();
+        // The old handle holds the file lock: it must go first.
+        slot.take();
+        std::fs::create_dir_all(&self.dir)
+            .map_err(|err| self.error(format!("creating the directory: {err}")))?;
+        let database = redb::Builder::new()
+            .set_cache_size(CACHE_SIZE)
+            .create(&self.path)
+            .map_err(|err| self.error(err))?;
+        // Create the tables so readers never meet a missing one.
+        let txn = database.begin_write().map_err(|err| self.error(err))?;
+        let created = (|| -> Result<(), redb::Error> {
             txn.open_table(DATA)?;
             txn.open_table(META)?;
+            txn.open_table(DATA_IDS)?;
+            txn.open_table(PROBE)?;
             Ok(())
-        })?;
-        Ok(db)
+        })();
+        created.map_err(|err| self.error(err))?;
+        txn.commit().map_err(|err| self.error(err))?;
+        *slot = Some(database);
+        Ok(())
     }
 
     fn error(&self, err: impl std::fmt::Display) -> SpoolError {
@@ -50,14 +83,42 @@ impl Db {
         }
     }
 
+    fn closed(&self) -> SpoolError {
+        self.error("not open (a reopen after an I/O error failed)")
+    }
+
     /// Run `f` in a write transaction and commit it durably.
     fn write(
         &self,
         f: impl FnOnce(&redb::WriteTransaction) -> Result<(), redb::Error>,
     ) -> Result<(), SpoolError> {
-        let txn = self.db.begin_write().map_err(|err| self.error(err))?;
+        let guard = self.db.read();
+        let db = guard.as_ref().ok_or_else(|| self.closed())?;
+        let txn = db.begin_write().map_err(|err| self.error(err))?;
         f(&txn).map_err(|err| self.error(err))?;
         txn.commit().map_err(|err| self.error(err))
+    }
+
+    /// Run `f` in a read transaction.
+    fn read<T>(
+        &self,
+        f: impl FnOnce(&redb::ReadTransaction) -> Result<T, redb::Error>,
+    ) -> Result<T, SpoolError> {
+        let guard = self.db.read();
+        let db = guard.as_ref().ok_or_else(|| self.closed())?;
+        let txn = db.begin_read().map_err(|err| self.error(err))?;
+        f(&txn).map_err(|err| self.error(err))
+    }
+
+    /// A durable write of one small row.
+    fn probe(&self) -> Result<(), SpoolError> {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        self.write(|txn| {
+            txn.open_table(PROBE)?.insert("last_recovery", now)?;
+            Ok(())
+        })
     }
 }
 
@@ -65,7 +126,7 @@ impl Db {
 /// is one transaction. With separate data and meta directories (KumoMTA's
 /// `define_spool { name = 'data' }` and `{ name = 'meta' }`), the meta record
 /// is the commit point: data is written first and removed last, so a crash
-/// leaves at worst data without meta, which [`Spool::load_all`] deletes.
+/// leaves at worst data without meta, which [`Spool::scan_meta`] deletes.
 pub struct RedbSpool {
     data: Db,
     meta: Option<Db>,
@@ -94,6 +155,10 @@ impl RedbSpool {
     pub fn data_path(&self) -> &Path {
         &self.data.path
     }
+
+    fn meta_db(&self) -> &Db {
+        self.meta.as_ref().unwrap_or(&self.data)
+    }
 }
 
 fn insert_entries(
@@ -104,8 +169,10 @@ fn insert_entries(
 ) -> Result<(), redb::Error> {
     if data {
         let mut table = txn.open_table(DATA)?;
+        let mut ids = txn.open_table(DATA_IDS)?;
         for entry in entries {
             table.insert(entry.id.as_str(), entry.data.as_slice())?;
+            ids.insert(entry.id.as_str(), ())?;
         }
     }
     if meta {
@@ -117,14 +184,20 @@ fn insert_entries(
     Ok(())
 }
 
-fn remove_ids(
-    txn: &redb::WriteTransaction,
-    ids: &[String],
-    table: TableDefinition<&str, &[u8]>,
-) -> Result<(), redb::Error> {
-    let mut table = txn.open_table(table)?;
+fn remove_meta(txn: &redb::WriteTransaction, ids: &[String]) -> Result<(), redb::Error> {
+    let mut table = txn.open_table(META)?;
     for id in ids {
         table.remove(id.as_str())?;
+    }
+    Ok(())
+}
+
+fn remove_data(txn: &redb::WriteTransaction, ids: &[String]) -> Result<(), redb::Error> {
+    let mut table = txn.open_table(DATA)?;
+    let mut keys = txn.open_table(DATA_IDS)?;
+    for id in ids {
+        table.remove(id.as_str())?;
+        keys.remove(id.as_str())?;
     }
     Ok(())
 }
@@ -137,15 +210,15 @@ impl Spool for RedbSpool {
         let Some(meta_db) = &self.meta else {
             return self.data.write(|txn| {
                 insert_entries(txn, &batch.store, true, true)?;
-                remove_ids(txn, &batch.remove, META)?;
-                remove_ids(txn, &batch.remove, DATA)
+                remove_meta(txn, &batch.remove)?;
+                remove_data(txn, &batch.remove)
             });
         };
         let deferred = std::mem::take(&mut *self.deferred_data_removals.lock());
         if !batch.store.is_empty() || !deferred.is_empty() {
             let result = self.data.write(|txn| {
                 insert_entries(txn, &batch.store, false, true)?;
-                remove_ids(txn, &deferred, DATA)
+                remove_data(txn, &deferred)
             });
             if let Err(err) = result {
                 self.deferred_data_removals.lock().extend(deferred);
@@ -154,11 +227,23 @@ impl Spool for RedbSpool {
         }
         meta_db.write(|txn| {
             insert_entries(txn, &batch.store, true, false)?;
-            remove_ids(txn, &batch.remove, META)
+            remove_meta(txn, &batch.remove)
         })?;
         self.deferred_data_removals
             .lock()
             .extend(batch.remove.iter().cloned());
+        Ok(())
+    }
+
+    fn recover(&self) -> Result<(), SpoolError> {
+        self.data.reopen()?;
+        if let Some(meta) = &self.meta {
+            meta.reopen()?;
+        }
+        self.data.probe()?;
+        if let Some(meta) = &self.meta {
+            meta.probe()?;
+        }
         Ok(())
     }
 
@@ -167,62 +252,83 @@ impl Spool for RedbSpool {
         if deferred.is_empty() {
             return Ok(());
         }
-        self.data.write(|txn| remove_ids(txn, &deferred, DATA))
+        self.data.write(|txn| remove_data(txn, &deferred))
     }
 
-    fn load_all(&self) -> Result<Vec<SpoolEntry>, SpoolError> {
-        let meta_db = self.meta.as_ref().unwrap_or(&self.data);
-        let meta_txn = meta_db.db.begin_read().map_err(|err| meta_db.error(err))?;
-        let data_txn = self
-            .data
-            .db
-            .begin_read()
-            .map_err(|err| self.data.error(err))?;
-        let meta_table = meta_txn
-            .open_table(META)
-            .map_err(|err| meta_db.error(err))?;
-        let data_table = data_txn
-            .open_table(DATA)
-            .map_err(|err| self.data.error(err))?;
-        let mut entries = Vec::new();
-        let mut with_meta = BTreeSet::new();
-        for item in meta_table.iter().map_err(|err| meta_db.error(err))? {
-            let (id, meta) = item.map_err(|err| meta_db.error(err))?;
-            let id = id.value().to_owned();
-            with_meta.insert(id.clone());
-            match data_table
-                .get(id.as_str())
-                .map_err(|err| self.data.error(err))?
-            {
-                Some(data) => entries.push(SpoolEntry {
-                    id,
-                    meta: meta.value().to_vec(),
-                    data: data.value().to_vec(),
-                }),
-                None => warn!(id = %id, "spool: meta record without data; skipped"),
-            }
+    fn load(&self, id: &str) -> Result<Option<SpoolEntry>, SpoolError> {
+        let meta = self.meta_db().read(|txn| {
+            let table = txn.open_table(META)?;
+            Ok(table.get(id)?.map(|value| value.value().to_vec()))
+        })?;
+        let Some(meta) = meta else {
+            return Ok(None);
+        };
+        let data = self.data.read(|txn| {
+            let table = txn.open_table(DATA)?;
+            Ok(table.get(id)?.map(|value| value.value().to_vec()))
+        })?;
+        if data.is_none() {
+            warn!(id = %id, "spool: meta record without data");
         }
-        let mut orphans = Vec::new();
-        for item in data_table.iter().map_err(|err| self.data.error(err))? {
-            let (id, _) = item.map_err(|err| self.data.error(err))?;
-            if !with_meta.contains(id.value()) {
-                orphans.push(id.value().to_owned());
+        Ok(data.map(|data| SpoolEntry {
+            id: id.to_owned(),
+            meta,
+            data,
+        }))
+    }
+
+    fn scan_meta(&self, visit: &mut dyn FnMut(&str, &[u8])) -> Result<(), SpoolError> {
+        self.remove_orphans()?;
+        let meta_db = self.meta_db();
+        meta_db.read(|txn| {
+            let table = txn.open_table(META)?;
+            for item in table.iter()? {
+                let (id, meta) = item?;
+                visit(id.value(), meta.value());
             }
-        }
-        drop((meta_table, data_table, meta_txn, data_txn));
+            Ok(())
+        })
+    }
+}
+
+impl RedbSpool {
+    /// Delete data records that have no meta record: removed messages whose
+    /// data removal was still deferred when the process stopped, or a store
+    /// interrupted between its two commits. Reads keys only.
+    fn remove_orphans(&self) -> Result<(), SpoolError> {
+        let Some(meta_db) = &self.meta else {
+            // One file: data and meta change in the same transactions.
+            return Ok(());
+        };
+        let with_meta: BTreeSet<String> = meta_db.read(|txn| {
+            let table = txn.open_table(META)?;
+            let mut ids = BTreeSet::new();
+            for item in table.iter()? {
+                ids.insert(item?.0.value().to_owned());
+            }
+            Ok(ids)
+        })?;
+        let orphans: Vec<String> = self.data.read(|txn| {
+            let table = txn.open_table(DATA_IDS)?;
+            let mut orphans = Vec::new();
+            for item in table.iter()? {
+                let id = item?.0;
+                if !with_meta.contains(id.value()) {
+                    orphans.push(id.value().to_owned());
+                }
+            }
+            Ok(orphans)
+        })?;
         if !orphans.is_empty() {
-            // Removed messages whose data removal was still deferred when
-            // the process stopped, or a store interrupted between commits.
             info!(
                 count = orphans.len(),
                 "spool: removing data records that have no meta record"
             );
-            self.data.write(|txn| remove_ids(txn, &orphans, DATA))?;
+            self.data.write(|txn| remove_data(txn, &orphans))?;
         }
-        Ok(entries)
+        Ok(())
     }
 }
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -289,9 +395,66 @@ mod tests {
         }
         let spool = RedbSpool::open(&data_dir, Some(&meta_dir)).unwrap();
         assert!(spool.load_all().unwrap().is_empty());
-        let txn = spool.data.db.begin_read().unwrap();
-        let table = txn.open_table(DATA).unwrap();
-        assert!(table.get("orphan").unwrap().is_none());
+        let left = spool
+            .data
+            .read(|txn| {
+                let data = txn.open_table(DATA)?.get("orphan")?.is_some();
+                let id = txn.open_table(DATA_IDS)?.get("orphan")?.is_some();
+                Ok((data, id))
+            })
+            .unwrap();
+        assert_eq!(left, (false, false));
+    }
+
+    #[test]
+    fn single_loads_and_meta_scans() {
+        let dir = tempfile::tempdir().unwrap();
+        let spool = RedbSpool::open(&dir.path().join("d"), Some(&dir.path().join("m"))).unwrap();
+        spool
+            .apply(&SpoolBatch {
+                store: vec![entry("a"), entry("b")],
+                remove: vec![],
+            })
+            .unwrap();
+        assert_eq!(spool.load("b").unwrap(), Some(entry("b")));
+        assert_eq!(spool.load("zz").unwrap(), None);
+        let mut seen = Vec::new();
+        spool
+            .scan_meta(&mut |id, meta| seen.push((id.to_owned(), meta.to_vec())))
+            .unwrap();
+        assert_eq!(
+            seen,
+            [
+                ("a".to_owned(), b"meta-a".to_vec()),
+                ("b".to_owned(), b"meta-b".to_vec())
+            ]
+        );
+    }
+
+    #[test]
+    fn recover_reopens_and_keeps_entries() {
+        let dir = tempfile::tempdir().unwrap();
+        let spool = RedbSpool::open(&dir.path().join("d"), Some(&dir.path().join("m"))).unwrap();
+        spool
+            .apply(&SpoolBatch {
+                store: vec![entry("a")],
+                remove: vec![],
+            })
+            .unwrap();
+        spool.recover().unwrap();
+        spool
+            .apply(&SpoolBatch {
+                store: vec![entry("b")],
+                remove: vec!["a".into()],
+            })
+            .unwrap();
+        let ids: Vec<_> = spool
+            .load_all()
+            .unwrap()
+            .into_iter()
+            .map(|e| e.id)
+            .collect();
+        assert_eq!(ids, ["b"]);
     }
 
     #[test]

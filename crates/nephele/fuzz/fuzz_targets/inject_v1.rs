@@ -7,9 +7,12 @@
 
 use libfuzzer_sys::fuzz_target;
 use message::Message;
+use nephele::inject::limits::{InjectionLimits, RequestBudget};
 use nephele::inject::render::Templates;
 use nephele::inject::request;
 use serde_json::json;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
 
 /// Enough recipients to cover per-recipient substitutions without making
 /// one input as slow as a thousand.
@@ -22,8 +25,12 @@ fuzz_target!(|data: &[u8]| {
     let Ok(templates) = Templates::compile(&valid.request) else {
         return;
     };
+    let mut budget = RequestBudget::new(
+        &InjectionLimits::default(),
+        Arc::new(AtomicBool::new(false)),
+    );
     for index in 0..valid.recipients.len().min(MAX_RECIPIENTS) {
-        let Ok(rendered) = templates.render_message(&valid, index) else {
+        let Ok(rendered) = templates.render_message(&valid, index, &mut budget) else {
             continue;
         };
         let mut message = Message::new(

@@ -2,6 +2,7 @@
 //! templates (compiled once per request) and MIME assembly with
 //! mail-builder.
 
+use super::limits::{LimitExceeded, RequestBudget};
 use super::request::{Builder, Content, InjectV1Request, RequestError, ValidRequest};
 use mail_builder::headers::address::Address;
 use mail_builder::headers::text::Text;
@@ -68,11 +69,30 @@ impl Templates {
         Ok(Templates { env })
     }
 
-    fn render(&self, name: &str, context: &Map<String, Value>) -> Result<String, String> {
-        self.env
+    /// Render template `name` into the request's budget, at most
+    /// `max_rendered_size` bytes; `what` names it in errors.
+    fn render(
+        &self,
+        name: &str,
+        context: &Map<String, Value>,
+        budget: &mut RequestBudget,
+        what: &str,
+    ) -> Result<String, RenderError> {
+        let template = self
+            .env
             .get_template(name)
-            .and_then(|template| template.render(context))
-            .map_err(|err| format!("template {name}: {err}"))
+            .map_err(|err| RenderError::Recipient(format!("template {name}: {err}")))?;
+        let cap = budget.limits().max_rendered_size;
+        let mut writer = budget.writer(cap, "max_rendered_size");
+        let result = template.render_captured_to(context, &mut writer);
+        let bytes = writer.finish(what).map_err(RenderError::Limit)?;
+        if let Err(err) = result {
+            budget.refund(bytes.len());
+            return Err(RenderError::Recipient(format!("template {name}: {err}")));
+        }
+        // MiniJinja writes the UTF-8 of a Rust string.
+        String::from_utf8(bytes)
+            .map_err(|_| RenderError::Recipient(format!("template {name}: not UTF-8")))
     }
 
     /// The variables for recipient `index`: global substitutions, overlaid
@@ -90,15 +110,61 @@ impl Templates {
         context
     }
 
-    /// The message bytes for recipient `index`, lines ending in CRLF. An
-    /// error fails only this recipient.
-    pub fn render_message(&self, valid: &ValidRequest, index: usize) -> Result<Vec<u8>, String> {
+    /// The message bytes for recipient `index`, lines ending in CRLF,
+    /// counted in `budget`. [`RenderError::Recipient`] fails only this
+    /// recipient; the others refuse the whole request.
+    pub fn render_message(
+        &self,
+        valid: &ValidRequest,
+        index: usize,
+        budget: &mut RequestBudget,
+    ) -> Result<Vec<u8>, RenderError> {
+        budget.check_time().map_err(RenderError::Limit)?;
         let context = Self::context(valid, index);
+        let what = format!("recipients[{index}]");
         let data = match &valid.request.content {
-            Content::Rfc5322(_) => self.render(CONTENT, &context)?.into_bytes(),
-            Content::Builder(builder) => self.build(valid, builder, index, &context)?,
+            Content::Rfc5322(_) => self
+                .render(CONTENT, &context, budget, &format!("{what}: content"))?
+                .into_bytes(),
+            Content::Builder(builder) => self.build(valid, builder, index, &context, budget)?,
         };
-        Ok(message::normalize_crlf(&data))
+        let normalized = message::normalize_crlf(&data);
+        let max = budget.limits().max_message_size;
+        if normalized.len() > max {
+            return Err(RenderError::Limit(LimitExceeded::Size {
+                limit: "max_message_size",
+                what: format!("{what}: the message"),
+                bytes: max,
+            }));
+        }
+        budget
+            .charge(normalized.len() - data.len(), &what)
+            .map_err(RenderError::Limit)?;
+        Ok(normalized)
+    }
+
+    /// A rendered header-like value: no control character at all.
+    fn header_value(
+        &self,
+        template: &str,
+        field: &str,
+        context: &Map<String, Value>,
+        budget: &mut RequestBudget,
+        index: usize,
+    ) -> Result<String, RenderError> {
+        let value = self.render(
+            template,
+            context,
+            budget,
+            &format!("recipients[{index}]: {field}"),
+        )?;
+        if value.chars().any(char::is_control) {
+            return Err(RenderError::Field(RequestError::field(
+                field,
+                format!("the value rendered for recipients[{index}] contains control characters"),
+            )));
+        }
+        Ok(value)
     }
 
     fn build(
@@ -107,41 +173,55 @@ impl Templates {
         builder: &Builder,
         index: usize,
         context: &Map<String, Value>,
-    ) -> Result<Vec<u8>, String> {
+        budget: &mut RequestBudget,
+    ) -> Result<Vec<u8>, RenderError> {
         let recipient = &valid.request.recipients[index];
-        let render = |name: &str, present: bool| -> Result<Option<String>, String> {
-            present.then(|| self.render(name, context)).transpose()
+        let what = |part: &str| format!("recipients[{index}]: content.{part}");
+        let subject = match builder.subject {
+            Some(_) => {
+                Some(self.header_value(SUBJECT, "content.subject", context, budget, index)?)
+            }
+            None => None,
         };
-        let subject = render(SUBJECT, builder.subject.is_some())?;
-        if subject.as_deref().is_some_and(|s| s.contains(['\r', '\n'])) {
-            return Err("subject: rendered value contains a line break".to_owned());
-        }
-        let text = render(TEXT_BODY, builder.text_body.is_some())?;
-        let html = render(HTML_BODY, builder.html_body.is_some())?;
+        let text = match builder.text_body {
+            Some(_) => Some(self.render(TEXT_BODY, context, budget, &what(TEXT_BODY))?),
+            None => None,
+        };
+        let html = match builder.html_body {
+            Some(_) => Some(self.render(HTML_BODY, context, budget, &what(HTML_BODY))?),
+            None => None,
+        };
         let mut headers = Vec::with_capacity(builder.headers.len());
         for name in builder.headers.keys() {
-            let value = self.render(&header_template(name), context)?;
-            if value.contains(['\r', '\n']) {
-                return Err(format!(
-                    "header {name}: rendered value contains a line break"
-                ));
-            }
+            let field = format!("content.headers.{name}");
+            let value =
+                self.header_value(&header_template(name), &field, context, budget, index)?;
             headers.push((name.clone(), value));
         }
+        let rendered = subject.as_ref().map_or(0, String::len)
+            + text.as_ref().map_or(0, String::len)
+            + html.as_ref().map_or(0, String::len)
+            + headers.iter().map(|(_, v)| v.len()).sum::<usize>();
 
-        let sender = valid.sender.email();
+        // Only parsed addresses go into headers (validation already parsed
+        // them; the raw text may carry whitespace or line breaks).
+        let parsed = |text: &str| {
+            message::EnvelopeAddress::parse(text)
+                .map(|address| address.email())
+                .map_err(|err| RenderError::Recipient(err.to_string()))
+        };
         let from = match &builder.from {
-            Some(from) => Address::new_address(from.name.clone(), from.email.clone()),
-            None => Address::new_address(None::<String>, sender),
+            Some(from) => Address::new_address(from.name.clone(), parsed(&from.email)?),
+            None => Address::new_address(None::<String>, valid.sender.email()),
         };
         let mut mail = MessageBuilder::new().from(from).to(Address::new_address(
             recipient.name.clone(),
-            recipient.email.clone(),
+            valid.recipients[index].email(),
         ));
         if let Some(reply_to) = &builder.reply_to {
             mail = mail.reply_to(Address::new_address(
                 reply_to.name.clone(),
-                reply_to.email.clone(),
+                parsed(&reply_to.email)?,
             ));
         }
         if let Some(subject) = subject {
@@ -167,18 +247,61 @@ impl Templates {
                 .unwrap_or_else(|| "attachment".to_owned());
             mail = mail.attachment(attachment.content_type.clone(), file_name, bytes.clone());
         }
-        mail.write_to_vec()
-            .map_err(|err| format!("building the MIME message: {err}"))
+        // The parts are in the builder now; the message replaces them in
+        // the request's budget.
+        budget.refund(rendered);
+        let max = budget.limits().max_message_size;
+        let mut writer = budget.writer(max, "max_message_size");
+        let result = mail.write_to(&mut writer);
+        let bytes = writer
+            .finish(&format!("recipients[{index}]: the message"))
+            .map_err(RenderError::Limit)?;
+        match result {
+            Ok(()) => Ok(bytes),
+            Err(err) => {
+                budget.refund(bytes.len());
+                Err(RenderError::Recipient(format!(
+                    "building the MIME message: {err}"
+                )))
+            }
+        }
     }
+}
+
+/// Why a recipient's message could not be made.
+#[derive(Debug, thiserror::Error)]
+pub enum RenderError {
+    /// A limit was reached: the whole request is refused (`413`, or `408`
+    /// for the deadline).
+    #[error(transparent)]
+    Limit(LimitExceeded),
+    /// A header value rendered with control characters: the whole request
+    /// is refused (`422`).
+    #[error(transparent)]
+    Field(RequestError),
+    /// A template failed at run time: only this recipient fails.
+    #[error("{0}")]
+    Recipient(String),
 }
 
 #[cfg(test)]
 mod tests {
+    use super::super::limits::InjectionLimits;
     use super::super::request::parse;
     use super::*;
+    use std::sync::atomic::AtomicBool;
+    use std::sync::Arc;
 
     fn valid(body: &str) -> ValidRequest {
         parse(body.as_bytes()).unwrap()
+    }
+
+    fn budget() -> RequestBudget {
+        budget_with(InjectionLimits::default())
+    }
+
+    fn budget_with(limits: InjectionLimits) -> RequestBudget {
+        RequestBudget::new(&limits, Arc::new(AtomicBool::new(false)))
     }
 
     #[test]
@@ -191,9 +314,11 @@ mod tests {
                 "content":"Subject: hi {{ name }}\n\n{{ k }} for {{ email }}\n"}"#,
         );
         let templates = Templates::compile(&valid.request).unwrap();
-        let a = String::from_utf8(templates.render_message(&valid, 0).unwrap()).unwrap();
+        let a =
+            String::from_utf8(templates.render_message(&valid, 0, &mut budget()).unwrap()).unwrap();
         assert_eq!(a, "Subject: hi A\r\n\r\nmine for a@example.com\r\n");
-        let b = String::from_utf8(templates.render_message(&valid, 1).unwrap()).unwrap();
+        let b =
+            String::from_utf8(templates.render_message(&valid, 1, &mut budget()).unwrap()).unwrap();
         assert_eq!(b, "Subject: hi \r\n\r\nglobal for b@example.com\r\n");
     }
 
@@ -226,7 +351,10 @@ mod tests {
                 "content":"{% for i in range(100000) %}{% for j in range(100000) %}x{% endfor %}{% endfor %}"}"#,
         );
         let templates = Templates::compile(&valid.request).unwrap();
-        let err = templates.render_message(&valid, 0).unwrap_err();
+        let err = templates
+            .render_message(&valid, 0, &mut budget())
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("fuel"), "{err}");
     }
 
@@ -240,7 +368,8 @@ mod tests {
                   "attachments":[{"data":"aGVsbG8=","content_type":"text/plain","file_name":"h.txt","base64":true}]}}"#,
         );
         let templates = Templates::compile(&valid.request).unwrap();
-        let text = String::from_utf8(templates.render_message(&valid, 0).unwrap()).unwrap();
+        let text =
+            String::from_utf8(templates.render_message(&valid, 0, &mut budget()).unwrap()).unwrap();
         for needle in [
             "Subject: Hi Ann",
             "X-Campaign: c-Ann",
@@ -257,5 +386,75 @@ mod tests {
             !text.replace("\r\n", "").contains('\n'),
             "bare LF in\n{text}"
         );
+    }
+
+    #[test]
+    fn rendering_stops_at_the_limit() {
+        // The issue's template: 30 strings of 100 MB. It must stop at the
+        // first write past the cap, naming the limit.
+        let valid = valid(
+            r#"{"envelope_sender":"s@example.com","recipients":[{"email":"a@example.com"}],
+                "content":"{% for i in range(30) %}{{ 'x' * 100000000 }}{% endfor %}"}"#,
+        );
+        let templates = Templates::compile(&valid.request).unwrap();
+        let err = templates
+            .render_message(&valid, 0, &mut budget())
+            .unwrap_err();
+        assert!(matches!(err, RenderError::Limit(_)), "{err}");
+        assert_eq!(
+            err.to_string(),
+            "recipients[0]: content exceeds max_rendered_size (10485760 bytes)"
+        );
+        // Small pieces add up to the request's budget.
+        let valid = self::valid(
+            r#"{"envelope_sender":"s@example.com","recipients":[{"email":"a@example.com"},{"email":"b@example.com"}],
+                "content":{"text_body":"{% for i in range(1000) %}0123456789{% endfor %}"}}"#,
+        );
+        let templates = Templates::compile(&valid.request).unwrap();
+        let mut budget = budget_with(InjectionLimits {
+            max_request_bytes: 15_000,
+            ..InjectionLimits::default()
+        });
+        templates.render_message(&valid, 0, &mut budget).unwrap();
+        let err = templates
+            .render_message(&valid, 1, &mut budget)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("max_request_bytes"), "{err}");
+        // The built message is bounded too.
+        let mut small = budget_with(InjectionLimits {
+            max_message_size: 5_000,
+            ..InjectionLimits::default()
+        });
+        let err = templates
+            .render_message(&valid, 0, &mut small)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("max_message_size"), "{err}");
+    }
+
+    #[test]
+    fn only_parsed_addresses_and_clean_values_reach_headers() {
+        let valid = valid(
+            r#"{"envelope_sender":"s@example.com","recipients":[{"email":" a@example.com\r\n\r\n"}],
+                "content":{"subject":"hi","from":{"email":"f@example.com\r\n"}}}"#,
+        );
+        let templates = Templates::compile(&valid.request).unwrap();
+        let text =
+            String::from_utf8(templates.render_message(&valid, 0, &mut budget()).unwrap()).unwrap();
+        let (head, _) = text.split_once("\r\n\r\n").unwrap();
+        assert!(head.contains("To: <a@example.com>"), "{text}");
+        assert!(head.contains("From: <f@example.com>"), "{text}");
+        assert!(head.contains("Subject: hi"), "{text}");
+        let valid = self::valid(
+            r#"{"envelope_sender":"s@example.com","recipients":[{"email":"a@example.com","substitutions":{"v":"a\u000bb"}}],
+                "content":{"subject":"{{ v }}"}}"#,
+        );
+        let templates = Templates::compile(&valid.request).unwrap();
+        let err = templates
+            .render_message(&valid, 0, &mut budget())
+            .unwrap_err();
+        assert!(matches!(err, RenderError::Field(_)), "{err}");
+        assert!(err.to_string().starts_with("content.subject: "), "{err}");
     }
 }

@@ -171,10 +171,15 @@ pub struct Daemon {
 impl Daemon {
     /// `nephele --policy POLICY ARGS`, waiting for `http listener on ADDR`.
     pub fn start(policy: &Path, args: &[&str]) -> Self {
-        let mut child = Command::new(NEPHELE_BIN)
-            .arg("--policy")
-            .arg(policy)
-            .args(args)
+        let mut command = Command::new(NEPHELE_BIN);
+        command.arg("--policy").arg(policy).args(args);
+        Self::start_command(command)
+    }
+
+    /// Run `command` (the daemon, perhaps behind a wrapper such as
+    /// `prlimit`), waiting for `http listener on ADDR`.
+    pub fn start_command(mut command: Command) -> Self {
+        let mut child = command
             .env("NEPHELE_LOG", "info")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -230,6 +235,27 @@ impl Daemon {
             }
             output = cond.wait_timeout(output, deadline - now).unwrap().0;
         }
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Resident memory now, in KiB (`VmRSS`).
+    pub fn rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()))
+            .expect("read /proc/PID/status");
+        status
+            .lines()
+            .find_map(|line| line.strip_prefix("VmRSS:"))
+            .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
+            .expect("VmRSS in /proc/PID/status")
+    }
+
+    /// Whether the process still runs.
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
     }
 
     /// Everything written to stderr so far.
@@ -316,13 +342,21 @@ pub fn curl(url: &str, args: &[&str]) -> HttpReply {
 }
 
 /// POST a JSON body to `/api/inject/v1`, with extra curl args (e.g. `-u`).
+/// A large body goes through a file (an argument has a size limit).
 pub fn inject(daemon: &Daemon, body: &serde_json::Value, args: &[&str]) -> HttpReply {
     let body = body.to_string();
+    let file = tempfile::NamedTempFile::new().expect("temp file");
+    let data = if body.len() > 64 * 1024 {
+        std::fs::write(file.path(), &body).expect("write the body");
+        format!("@{}", file.path().display())
+    } else {
+        body
+    };
     let mut all = vec![
         "-H",
         "Content-Type: application/json",
         "--data-binary",
-        &body,
+        &data,
     ];
     all.extend_from_slice(args);
     curl(&daemon.url("/api/inject/v1"), &all)

@@ -1,0 +1,270 @@
+//! Requests an attacker with a login would send: templates that generate
+//! without end, too many recipients, renders that burn their fuel while
+//! liveness is probed, and control characters meant to end the header
+//! block. Each is refused whole, nothing of it is spooled, and the daemon
+//! stays responsive and within its memory.
+
+mod support;
+
+use serde_json::{json, Value};
+use std::process::Command;
+use std::time::{Duration, Instant};
+use support::*;
+
+/// A queue that delivers into `@DIR@/maildir`.
+const LIMITED: &str = r#"
+kumo.on('init', function()
+  kumo.define_spool { name = 'data', path = '@DIR@/spool/data' }
+  kumo.define_spool { name = 'meta', path = '@DIR@/spool/meta' }
+  kumo.configure_local_logs { log_dir = '@DIR@/logs' }
+  kumo.configure_injection { render_timeout = '30 seconds', render_threads = 1 }
+  kumo.start_http_listener { listen = '127.0.0.1:0', request_timeout = '3 seconds' }
+end)
+"#;
+
+fn workspace() -> Workspace {
+    Workspace::new(&format!(
+        "local kumo = require 'kumo'\n{LIMITED}{POLICY_MAILDIR_QUEUE}"
+    ))
+}
+
+fn message_to(recipients: Vec<Value>, content: Value) -> Value {
+    json!({"envelope_sender": "s@example.com", "recipients": recipients, "content": content})
+}
+
+fn one(email: &str) -> Vec<Value> {
+    vec![json!({ "email": email })]
+}
+
+/// After a refusal, the daemon still works and only a later good message
+/// was spooled and delivered.
+fn only_good_messages_are_delivered(ws: &Workspace, daemon: &Daemon) {
+    let reply = inject(
+        daemon,
+        &message_to(
+            one("good@example.com"),
+            json!("Subject: ok\r\n\r\nfine\r\n"),
+        ),
+        &[],
+    );
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    ws.wait_for_records("Delivery", 1);
+    let receptions = ws.records_of("Reception");
+    assert_eq!(
+        receptions.len(),
+        1,
+        "something else was spooled: {receptions:?}"
+    );
+    assert_eq!(receptions[0]["recipient"], "good@example.com");
+}
+
+/// Under `prlimit --as` (1.5 GiB of address space) so that an unbounded
+/// render (the issue's template makes 3 GB) would abort the daemon.
+fn start_bounded(ws: &Workspace) -> Daemon {
+    let mut command = Command::new("prlimit");
+    command
+        .arg(format!("--as={}", 1536u64 * 1024 * 1024))
+        .arg("--")
+        .arg(NEPHELE_BIN)
+        .arg("--policy")
+        .arg(ws.dir().join("policy.lua"))
+        // Fewer malloc arenas: each reserves 64 MiB of address space.
+        .env("MALLOC_ARENA_MAX", "2");
+    Daemon::start_command(command)
+}
+
+#[test]
+fn generating_past_a_limit_is_refused_whole_with_413() {
+    let ws = workspace();
+    let mut daemon = start_bounded(&ws);
+    // The issue's 150-byte template: 30 strings of 100 MB.
+    let bomb = inject(
+        &daemon,
+        &message_to(
+            one("a@example.com"),
+            json!("{% for i in range(30) %}{{ \"x\" * 100000000 }}{% endfor %}"),
+        ),
+        &[],
+    );
+    assert_eq!(bomb.status, 413, "{}", bomb.body);
+    assert!(bomb.body.contains("max_rendered_size"), "{}", bomb.body);
+
+    // The issue's 10,000 recipients of a 469 KB request.
+    let many: Vec<Value> = (0..10_000)
+        .map(|i| json!({ "email": format!("r{i}@example.com") }))
+        .collect();
+    let body = "y".repeat(150_000);
+    let crowd = inject(
+        &daemon,
+        &message_to(many, json!(format!("Subject: s\r\n\r\n{body}"))),
+        &[],
+    );
+    assert_eq!(crowd.status, 413, "{}", crowd.body);
+    assert!(
+        crowd.body.contains("max_recipients (1024)"),
+        "{}",
+        crowd.body
+    );
+
+    // Within max_recipients, but 1000 messages of 100 KB pass the
+    // request's 64 MiB.
+    let thousand: Vec<Value> = (0..1000)
+        .map(|i| json!({ "email": format!("r{i}@example.com") }))
+        .collect();
+    let body = "z".repeat(100_000);
+    let heavy = inject(
+        &daemon,
+        &message_to(thousand, json!(format!("Subject: s\r\n\r\n{body}"))),
+        &[],
+    );
+    assert_eq!(heavy.status, 413, "{}", heavy.body);
+    assert!(heavy.body.contains("max_request_bytes"), "{}", heavy.body);
+
+    assert!(daemon.is_running(), "{}", daemon.output());
+    only_good_messages_are_delivered(&ws, &daemon);
+    let metrics = curl(&daemon.url("/metrics"), &[]);
+    assert!(
+        metrics
+            .body
+            .contains("nephele_injection_requests_total{outcome=\"too_large\"} 3"),
+        "{}",
+        metrics.body
+    );
+    daemon.stop();
+}
+
+#[test]
+fn control_characters_in_headers_and_addresses_are_422() {
+    let ws = workspace();
+    let daemon = ws.start();
+    for (recipients, content, field) in [
+        (
+            one("a@example.com\r\n\r\n"),
+            json!({ "subject": "s", "text_body": "t" }),
+            "recipients[0].email",
+        ),
+        (
+            one("a@example.com"),
+            json!({ "from": { "email": "f@example.com\r\n\r\n" }, "subject": "s" }),
+            "content.from.email",
+        ),
+        (
+            one("a@example.com"),
+            json!({ "subject": "a\u{0}b" }),
+            "content.subject",
+        ),
+        (
+            one("a@example.com"),
+            json!({ "headers": { "X-Tag": "v\u{b}\u{c}" } }),
+            "content.headers.X-Tag",
+        ),
+    ] {
+        let reply = inject(&daemon, &message_to(recipients, content), &[]);
+        assert_eq!(reply.status, 422, "{field}: {}", reply.body);
+        assert!(
+            reply
+                .body
+                .starts_with(&format!("{field}: contains control characters")),
+            "{field}: {}",
+            reply.body
+        );
+    }
+    // A value that renders with a control character is refused as well.
+    let reply = inject(
+        &daemon,
+        &json!({"envelope_sender": "s@example.com",
+                "recipients": [{"email": "a@example.com", "substitutions": {"v": "x\r\nBcc: e@example.com"}}],
+                "content": {"subject": "{{ v }}"}}),
+        &[],
+    );
+    assert_eq!(reply.status, 422, "{}", reply.body);
+    assert!(
+        reply.body.starts_with("content.subject: "),
+        "{}",
+        reply.body
+    );
+    only_good_messages_are_delivered(&ws, &daemon);
+    daemon.stop();
+}
+
+/// Time one liveness check with curl.
+fn liveness_seconds(daemon: &Daemon) -> f64 {
+    let output = Command::new("curl")
+        .args([
+            "-s",
+            "-o",
+            "/dev/null",
+            "--max-time",
+            "10",
+            "-w",
+            "%{http_code} %{time_total}",
+        ])
+        .arg(daemon.url("/api/check-liveness/v1"))
+        .output()
+        .expect("run curl");
+    let text = String::from_utf8_lossy(&output.stdout).into_owned();
+    let (status, seconds) = text.split_once(' ').expect("status and time");
+    assert_eq!(status, "200", "{text}");
+    seconds.parse().expect("seconds")
+}
+
+#[test]
+fn liveness_stays_fast_while_renders_burn_their_fuel() {
+    let ws = workspace();
+    let daemon = ws.start();
+    // Each recipient's render runs until its fuel is gone (about 5 million
+    // instructions): 200 of them take far longer than request_timeout (3 s).
+    let burn = "{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}";
+    let recipients: Vec<Value> = (0..200)
+        .map(|i| json!({ "email": format!("r{i}@example.com") }))
+        .collect();
+    let body = message_to(recipients, json!(burn));
+    let started = Instant::now();
+    let heavy: Vec<_> = (0..2)
+        .map(|_| {
+            let (url, body) = (daemon.url("/api/inject/v1"), body.to_string());
+            std::thread::spawn(move || {
+                curl(
+                    &url,
+                    &[
+                        "-H",
+                        "Content-Type: application/json",
+                        "--data-binary",
+                        &body,
+                    ],
+                )
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(300));
+    let mut times: Vec<f64> = (0..20)
+        .map(|_| {
+            let seconds = liveness_seconds(&daemon);
+            std::thread::sleep(Duration::from_millis(50));
+            seconds
+        })
+        .collect();
+    for reply in heavy {
+        let reply = reply.join().unwrap();
+        assert_eq!(reply.status, 408, "{}", reply.body);
+    }
+    // request_timeout holds for the whole request.
+    let elapsed = started.elapsed();
+    assert!(elapsed < Duration::from_secs(10), "{elapsed:?}");
+    times.sort_by(f64::total_cmp);
+    let (median, worst) = (times[times.len() / 2], times[times.len() - 1]);
+    eprintln!("liveness while rendering: median {median:.4} s, worst {worst:.4} s");
+    assert!(median < 0.1, "median {median} s: {times:?}");
+    assert!(worst < 0.5, "worst {worst} s: {times:?}");
+    // The abandoned renders stopped: the only render thread is free again.
+    let reply = inject(
+        &daemon,
+        &message_to(
+            one("good@example.com"),
+            json!("Subject: ok\r\n\r\nfine\r\n"),
+        ),
+        &["--max-time", "10"],
+    );
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    daemon.stop();
+}
