@@ -16,6 +16,7 @@ mod acl_map;
 mod auth_info;
 mod failure_limiter;
 mod machine;
+mod password;
 mod resource;
 mod secret;
 
@@ -32,5 +33,10 @@ pub use acl_map::{
 pub use auth_info::{AuthInfo, Identity, IdentityContext};
 pub use failure_limiter::{FailureLimiter, DEFAULT_MAX_TRACKED_IPS};
 pub use machine::{InvalidIpOrCidr, IpOrCidr, IpSet};
+pub use password::{
+    check_hash, cost_signature, dummy_hash_like, hash_password, verify_password, HashAlgorithm,
+    HashFormat, HashParams, PasswordError, VerifyOptions, MAX_ARGON2_M_COST, MAX_ARGON2_P_COST,
+    MAX_ARGON2_T_COST, MAX_BCRYPT_COST, MAX_SCRYPT_MEMORY, MAX_SCRYPT_P, MAX_SHA_CRYPT_ROUNDS,
+};
 pub use resource::{Resource, MAX_PATH_BYTES, MAX_PATH_COMPONENTS};
 pub use secret::{redact, Secret};
