@@ -5,6 +5,7 @@
 //! and `hashlib.scrypt` (OpenSSL) formatted as a PHC string.
 
 use super::*;
+use crate::hashing::*;
 
 const PASSWORD: &[u8] = b"correct horse";
 
