@@ -211,6 +211,7 @@ pub fn aaa_registrar(ctx: Arc<AaaContext>) -> ModuleRegistrar {
 
 fn build_module(lua: &Lua, ctx: Arc<AaaContext>) -> mlua::Result<Table> {
     let module = lua.create_table()?;
+    crate::aaa_password_lua::register(lua, &module, &ctx)?;
     module.set(
         "load_acl_map",
         lua.create_function(|lua, source: Value| {
