@@ -32,6 +32,34 @@ pub enum HashAlgorithm {
     Sha512Crypt,
 }
 
+impl HashAlgorithm {
+    /// Every algorithm with its name (as in Lua and on the command line).
+    pub const ALL: [(&'static str, HashAlgorithm); 7] = [
+        ("argon2id", HashAlgorithm::Argon2id),
+        ("argon2i", HashAlgorithm::Argon2i),
+        ("argon2d", HashAlgorithm::Argon2d),
+        ("bcrypt", HashAlgorithm::Bcrypt),
+        ("scrypt", HashAlgorithm::Scrypt),
+        ("sha256-crypt", HashAlgorithm::Sha256Crypt),
+        ("sha512-crypt", HashAlgorithm::Sha512Crypt),
+    ];
+}
+
+impl std::str::FromStr for HashAlgorithm {
+    type Err = String;
+
+    fn from_str(name: &str) -> Result<Self, String> {
+        HashAlgorithm::ALL
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, algorithm)| *algorithm)
+            .ok_or_else(|| {
+                let names: Vec<&str> = HashAlgorithm::ALL.iter().map(|(n, _)| *n).collect();
+                format!("unknown algorithm {name:?} (one of {})", names.join(", "))
+            })
+    }
+}
+
 /// What [`hash_password`] makes: an algorithm and its cost parameters.
 /// A parameter left out takes the algorithm's default: argon2
 /// `m_cost = 19456` (KiB), `t_cost = 2`, `p_cost = 1` (OWASP's minimum,

@@ -1,5 +1,6 @@
 //! A bound SOCKS5 listener and its accept loop.
 
+use crate::auth::LoginCache;
 use crate::config::ProxyListenerParams;
 use crate::metrics::{ListenerMetrics, ProxyMetrics};
 use crate::relay::{BufferPool, PipePool};
@@ -31,6 +32,8 @@ pub struct ListenerContext {
     /// `kumo.aaa`'s state: CONNECT/BIND authorization and accounting;
     /// `None` in legacy mode (no policy, nothing checked).
     pub aaa: Option<Arc<AaaContext>>,
+    /// Verdicts on RFC 1929 logins (`auth_cache_ttl`).
+    pub login_cache: LoginCache,
 }
 
 /// A bound listener, ready to run.
@@ -56,8 +59,10 @@ impl ProxyListener {
         info!(tls = tls.is_some(), "proxy listener on {local_addr}");
         let slots = Arc::new(Semaphore::new(params.max_connections));
         let failure_limiter = params.auth_failure_limit.limiter();
+        let aaa = policy.as_ref().and_then(AaaContext::of);
         let ctx = Arc::new(ListenerContext {
-            aaa: policy.as_ref().and_then(AaaContext::of),
+            login_cache: LoginCache::new(params.auth_cache_ttl, aaa.clone()),
+            aaa,
             failure_limiter,
             tls,
             buffers: BufferPool::default(),

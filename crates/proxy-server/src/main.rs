@@ -70,10 +70,17 @@ struct Cli {
     /// Diagnostic log format.
     #[arg(long, value_enum, default_value = "full")]
     diag_format: daemon::DiagFormat,
+
+    /// A tool instead of the server (`hash-password`).
+    #[command(subcommand)]
+    tool: Option<daemon::Tool>,
 }
 
 fn main() -> std::process::ExitCode {
-    let cli = Cli::parse();
+    let mut cli = Cli::parse();
+    if let Some(tool) = cli.tool.take() {
+        return daemon::run_tool(tool);
+    }
     if cli.dump_metric_metadata {
         println!(
             "{}",
