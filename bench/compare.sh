@@ -9,7 +9,7 @@
 #   ROUNDS=3 CONN_SECS=5 CONN_WARMUP=1 CONCURRENCY=64 BULK_SECS=5 STREAMS=4
 #   PIN=1 PROXY_CPUS=1 LOAD_CPUS=0 (PIN=0: no CPU pinning)
 #   HOLD_COUNT=2000 BENCH_THREADS= (tokio workers of the load tool; default: cores)
-#   CONFIGS="direct dante microsocks microsocks-auth ours ours-auth ours-nosplice ours-auth-nosplice"
+#   CONFIGS="direct dante microsocks microsocks-auth ours ours-auth ours-auth-argon2 ours-nosplice ours-auth-nosplice"
 #   DANTE_AUTH=0   (1: also measure Dante's `username` method; creates and
 #                   removes a throwaway system user, since Dante checks
 #                   system passwords)
@@ -30,7 +30,7 @@ STREAMS="${STREAMS:-4}"
 HOLD_COUNT="${HOLD_COUNT:-2000}"
 DANTE_AUTH="${DANTE_AUTH:-0}"
 PROXY_LOG="${PROXY_LOG:-warn,proxy_server::listener=info}"
-DEFAULT_CONFIGS="direct dante microsocks microsocks-auth ours ours-auth ours-nosplice ours-auth-nosplice"
+DEFAULT_CONFIGS="direct dante microsocks microsocks-auth ours ours-auth ours-auth-argon2 ours-nosplice ours-auth-nosplice"
 CONFIGS="${CONFIGS:-$DEFAULT_CONFIGS}"
 if [[ "$DANTE_AUTH" == 1 && " $CONFIGS " != *" dante-auth "* ]]; then
     CONFIGS="$CONFIGS dante-auth"
@@ -44,7 +44,9 @@ WORK="$(mktemp -d -t nephele-bench.XXXXXX)"
 OUT_DIR="${OUT_DIR:-$WORK}"
 mkdir -p "$OUT_DIR"
 RESULTS="$OUT_DIR/results.jsonl"
+LOGINS="$OUT_DIR/logins.jsonl" # first and cached login latency of our auth configs
 : >"$RESULTS"
+: >"$LOGINS"
 
 STARTED_PIDS=()     # every process this script started, stopped on exit
 CREATED_USER=""     # the throwaway system user, removed on exit
@@ -129,6 +131,12 @@ build() {
     fi
     BENCH="$ROOT/target/release/bench"
     PROXY="$ROOT/target/release/proxy-server"
+    if ((OURS_OK)); then
+        # ours-auth-argon2's credential file: one argon2id hash with the
+        # default parameters, made by the binary under test.
+        printf '%s:%s\n' "$AUTH_USER" "$(printf '%s\n' "$AUTH_PASS" | "$PROXY" hash-password)" \
+            >"$WORK/users.htpasswd"
+    fi
 }
 
 write_dante_conf() {
@@ -151,20 +159,33 @@ socks pass {
 EOF
 }
 
+# $4 = argon2: logins are checked against $WORK/users.htpasswd (argon2id)
+# instead of a Lua table.
 write_policy() {
-    local file="$1" require_auth="$2" use_splice="$3"
+    local file="$1" require_auth="$2" use_splice="$3" check="${4:-table}"
     cat >"$file" <<EOF
 local kumo = require 'kumo'
 local proxy = require 'proxy'
 kumo.on('proxy_init', function()
   proxy.start_proxy_listener { listen = '127.0.0.1:0', require_auth = $require_auth, use_splice = $use_splice }
 end)
+EOF
+    if [[ "$check" == argon2 ]]; then
+        cat >>"$file" <<EOF
+local users = kumo.aaa.load_credentials '$WORK/users.htpasswd'
+kumo.on('proxy_server_auth_rfc1929', function(user, password, conn_meta)
+  return users:check(user, password, 'ProxyAuthRfc1929')
+end)
+EOF
+    else
+        cat >>"$file" <<EOF
 local db = { $AUTH_USER = '$AUTH_PASS' }
 kumo.on('proxy_server_auth_rfc1929', function(user, password, conn_meta)
   if not password or password == '' then return false end
   return db[user] == password
 end)
 EOF
+    fi
 }
 
 ensure_dante_user() {
@@ -216,11 +237,12 @@ start_config() {
         ;;
     ours*)
         ((OURS_OK)) || return 1
-        local require_auth=false use_splice=true
+        local require_auth=false use_splice=true check=table
         [[ "$config" == *auth* ]] && require_auth=true
         [[ "$config" == *nosplice* ]] && use_splice=false
+        [[ "$config" == *argon2* ]] && check=argon2
         file="$WORK/$config.lua"
-        write_policy "$file" "$require_auth" "$use_splice"
+        write_policy "$file" "$require_auth" "$use_splice" "$check"
         start_bg "$config" "${ON_PROXY_CPUS[@]}" env KUMO_PROXY_LOG="$PROXY_LOG" "$PROXY" --proxy-config "$file"
         SERVER_PID="$BG_PID"
         addr="$(wait_line "$WORK/$config.err" 'proxy listener on 127\.0\.0\.1:[0-9]+' "$SERVER_PID")" ||
@@ -237,12 +259,26 @@ start_config() {
     esac
 }
 
+# On a fresh proxy of config $1: one login alone (the policy decides: for
+# ours-auth-argon2 an argon2id check), then one more (the verdict cache
+# answers). Each is a `conn` run of one connection, into $LOGINS.
+measure_logins() {
+    local config="$1" which
+    for which in "first login" "cached login"; do
+        "${ON_LOAD_CPUS[@]}" "$BENCH" conn --proxy "$PROXY_ADDR" "${CREDS[@]}" --target "$ECHO_ADDR" \
+            --concurrency 1 --count 1 --label "$config $which" --json-file "$LOGINS" >/dev/null
+    done
+}
+
 # Run conn, bulk and hold (not for direct) against config $1.
 measure() {
     local config="$1"
     local common=(--proxy "$PROXY_ADDR" --label "$config" --json-file "$RESULTS")
     [[ -n "${BENCH_THREADS:-}" ]] && common+=(--threads "$BENCH_THREADS")
     common+=("${CREDS[@]}")
+    if [[ "$config" == ours-auth* ]]; then
+        measure_logins "$config"
+    fi
     local cpu=()
     [[ -n "$SERVER_PID" ]] && cpu=(--pid "$SERVER_PID")
     "${ON_LOAD_CPUS[@]}" "$BENCH" conn "${common[@]}" --target "$ECHO_ADDR" --concurrency "$CONCURRENCY" \
@@ -298,6 +334,7 @@ main() {
     echo
     "$BENCH" table --input "$RESULTS" \
         --ratio ours-auth/microsocks-auth \
+        --ratio ours-auth-argon2/ours-auth \
         --ratio ours-auth/dante \
         --ratio ours/dante \
         --ratio ours/microsocks \
@@ -306,6 +343,7 @@ main() {
         --ratio ours-nosplice/dante \
         --ratio ours-nosplice/direct \
         --goal 'conn_per_sec:ours-auth/microsocks-auth>=1.5' \
+        --goal 'conn_per_sec:ours-auth-argon2/ours-auth>=0.9' \
         --goal 'conn_per_sec:ours-auth/dante>=3' \
         --goal 'gbit_per_sec:ours/dante>=2' \
         --goal 'gbit_per_sec:ours/direct>=0.6' \
@@ -316,6 +354,13 @@ main() {
         --goal 'gbit_per_sec:ours-nosplice/direct>=0.6' \
         --goal 'kib_per_tunnel:ours-nosplice<=8'
     echo
+    if [[ -s "$LOGINS" ]]; then
+        echo "## login latency on a fresh proxy: the first login (the policy decides; argon2id for" \
+            "ours-auth-argon2), then a second one (answered by the verdict cache); read p50 ms"
+        echo
+        "$BENCH" table --input "$LOGINS"
+        echo
+    fi
     if ((${#skipped[@]})); then
         echo "Skipped (not available): ${skipped[*]}"
     fi
