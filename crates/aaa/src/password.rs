@@ -263,7 +263,7 @@ pub(crate) fn parse(
                     .map_err(|_| malformed(format, "not a 20-byte SHA-1 digest"))?,
             )
         }
-        HashFormat::Plain => Parsed::Plain(hash["{PLAIN}".len()..].as_bytes()),
+        HashFormat::Plain => Parsed::Plain(&hash.as_bytes()["{PLAIN}".len()..]),
         HashFormat::Md5Crypt | HashFormat::Apr1 | HashFormat::DesCrypt => {
             return Err(PasswordError::Unsupported(format))
         }

@@ -13,7 +13,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 fn lua_err(function: &str, message: impl std::fmt::Display) -> mlua::Error {
-    mlua::Error::RuntimeError(format!("kumo.aaa.{function}: {message}"))
+    let qualified = match function {
+        // A method of the object load_credentials returns.
+        "check" => "credentials:check".to_owned(),
+        function => format!("kumo.aaa.{function}"),
+    };
+    mlua::Error::RuntimeError(format!("{qualified}: {message}"))
 }
 
 /// A Lua string argument as bytes (passwords may hold any byte).
