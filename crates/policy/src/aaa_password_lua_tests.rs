@@ -150,7 +150,10 @@ fn credentials_check_returns_auth_info_or_false() {
         &lua,
         "kumo.aaa.load_credentials { key_data = FILE }:check('alice', 'x', 'Nope')",
     );
-    assert!(context.contains("credentials:check: unknown identity context"), "{context}");
+    assert!(
+        context.contains("credentials:check: unknown identity context"),
+        "{context}"
+    );
 }
 
 #[test]

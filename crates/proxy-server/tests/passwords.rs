@@ -255,7 +255,10 @@ fn hash_password_prints_hashes_third_party_tools_accept() {
 #[test]
 fn a_config_epoch_bump_rereads_the_credential_file_at_once() {
     let policy = with_http_listener(&credentials_policy("", "check_interval = '1 hour'"));
-    let (alice, bob) = (python_argon2id("alice-pw"), htpasswd_bcrypt("bob", "bob-pw"));
+    let (alice, bob) = (
+        python_argon2id("alice-pw"),
+        htpasswd_bcrypt("bob", "bob-pw"),
+    );
     let proxy = start(&policy, &format!("alice:{alice}\n"));
     let http = HttpServer::start();
     assert!(curl_login(&proxy, &http, "alice", "alice-pw"));
@@ -263,8 +266,16 @@ fn a_config_epoch_bump_rereads_the_credential_file_at_once() {
     // Within the hour the file is not looked at...
     assert!(!curl_login(&proxy, &http, "bob", "bob-pw"));
     // ...but a reload of the policy reads it.
-    let reply = curl(proxy.http_addr(), "/api/admin/bump-config-epoch", &["-X", "POST"]);
+    let reply = curl(
+        proxy.http_addr(),
+        "/api/admin/bump-config-epoch",
+        &["-X", "POST"],
+    );
     assert_eq!(reply.status, 200, "{reply:?}");
-    assert!(curl_login(&proxy, &http, "bob", "bob-pw"), "{}", proxy.output_dump());
+    assert!(
+        curl_login(&proxy, &http, "bob", "bob-pw"),
+        "{}",
+        proxy.output_dump()
+    );
     assert!(!curl_login(&proxy, &http, "alice", "alice-pw"));
 }
