@@ -167,7 +167,7 @@ write_policy() {
 local kumo = require 'kumo'
 local proxy = require 'proxy'
 kumo.on('proxy_init', function()
-  proxy.start_proxy_listener { listen = '127.0.0.1:0', require_auth = $require_auth, use_splice = $use_splice }
+  proxy.start_proxy_listener { listen = '127.0.0.1:0', require_auth = $require_auth, use_splice = $use_splice, prohibited_destinations = {} }
 end)
 EOF
     if [[ "$check" == argon2 ]]; then

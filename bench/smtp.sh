@@ -40,7 +40,7 @@ cat >"$work/proxy.lua" <<LUA
 local kumo = require 'kumo'
 local proxy = require 'proxy'
 kumo.on('proxy_init', function()
-  proxy.start_proxy_listener { listen = '127.0.0.1:0', require_auth = true }
+  proxy.start_proxy_listener { listen = '127.0.0.1:0', require_auth = true, prohibited_destinations = {} }
 end)
 kumo.on('proxy_server_auth_rfc1929', function(username, password, conn_meta)
   return username == 'mailer' and password == 'pw'

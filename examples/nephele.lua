@@ -3,16 +3,20 @@
 --
 --   cargo run --release -p nephele -- --policy examples/nephele.lua
 --
--- Everything lives under $NEPHELE_DIR (default /tmp/nephele).
+-- Everything lives under $NEPHELE_DIR (default /tmp/nephele). Run by
+-- contrib/systemd/nephele.service, the spool and Maildir go to the unit's
+-- StateDirectory and the logs to its LogsDirectory, which systemd passes as
+-- STATE_DIRECTORY and LOGS_DIRECTORY.
 local kumo = require 'kumo'
 
-local BASE = os.getenv 'NEPHELE_DIR' or '/tmp/nephele'
+local BASE = os.getenv 'STATE_DIRECTORY' or os.getenv 'NEPHELE_DIR' or '/tmp/nephele'
+local LOGS = os.getenv 'LOGS_DIRECTORY' or BASE .. '/logs'
 
 kumo.on('init', function()
   kumo.define_spool { name = 'data', path = BASE .. '/spool/data' }
   kumo.define_spool { name = 'meta', path = BASE .. '/spool/meta' }
   kumo.configure_local_logs {
-    log_dir = BASE .. '/logs',
+    log_dir = LOGS,
     max_segment_duration = '10 seconds',
   }
   kumo.start_http_listener {

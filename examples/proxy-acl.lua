@@ -7,7 +7,9 @@
 -- log (zstd-compressed JSON lines) under /tmp/proxy-acl-acct.
 --
 -- Run:  cargo run --release -p proxy-server -- --proxy-config examples/proxy-acl.lua
--- Use:  curl --socks5 gold:gold-password@127.0.0.1:1080 http://127.0.0.1:8000/
+-- Use:  curl --socks5 gold:gold-password@127.0.0.1:1080 http://192.0.2.10:8000/
+-- (the example's ranges are on 127.x for its tests, which also lift the
+-- default prohibited_destinations; see the README)
 local kumo = require 'kumo'
 local proxy = require 'proxy'
 

@@ -3,7 +3,9 @@
 -- AuthInfo with group membership (the seed's expanded example).
 --
 -- Run:  cargo run --release -p proxy-server -- --proxy-config examples/proxy.lua
--- Use:  curl --socks5 proxyuser:secretpassword@127.0.0.1:1080 http://127.0.0.1:8000/
+-- Use:  curl --socks5 proxyuser:secretpassword@127.0.0.1:1080 https://example.com/
+-- Loopback, link-local (cloud metadata) and the proxy's own listeners are
+-- not reachable through it: see `prohibited_destinations` in the README.
 local kumo = require 'kumo'
 local proxy = require 'proxy'
 

@@ -1,31 +1,20 @@
 //! The accounting log: one JSON line per authentication attempt and per
-//! authorization decision, written by a background thread into
-//! zstd-compressed segments named by their opening time (`YYYYMMDD-HHMMSS`).
-//!
-//! Records travel to the writer through a bounded queue so the request path
-//! never waits on a disk. When the queue is full (the disk is slower than
-//! the request rate) a new record is dropped, counted in
-//! [`AccountingLog::dropped`], and a warning is logged at most once per
-//! [`DROP_WARNING_INTERVAL`]; the request itself goes on.
+//! authorization decision, in zstd-compressed segments written by the
+//! project's one segmented log writer ([`segment_log`]: segments named
+//! `YYYYMMDD-HHMMSS` by their opening time in UTC, a bounded queue, records
+//! dropped and counted in [`AccountingLog::dropped`] when it is full, so a
+//! login never waits on a disk).
 
 use crate::{Access, AccessControlRule, AccessDecision, AuthInfo, Identity};
-use parking_lot::Mutex;
+use segment_log::{Compression, SegmentLog, SegmentLogConfig};
 use serde::Serialize;
-use std::fs::File;
-use std::io::{BufWriter, Write};
-use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender, TrySendError};
-use std::thread::JoinHandle;
-use std::time::{Duration, Instant, SystemTime};
-use tracing::{error, warn};
+use std::path::PathBuf;
+use std::time::{Duration, SystemTime};
 
 /// Records waiting for the writer at most; past it new records are dropped.
-pub const ACCOUNTING_QUEUE_CAPACITY: usize = 8192;
-/// At most one "records dropped" warning per this interval.
-pub const DROP_WARNING_INTERVAL: Duration = Duration::from_secs(10);
+pub const ACCOUNTING_QUEUE_CAPACITY: usize = segment_log::DEFAULT_QUEUE_CAPACITY;
 /// Default `max_file_size`: uncompressed bytes per segment.
-pub const DEFAULT_MAX_FILE_SIZE: u64 = 128 * 1024 * 1024;
+pub const DEFAULT_MAX_FILE_SIZE: u64 = segment_log::DEFAULT_MAX_FILE_SIZE;
 /// Default `max_segment_duration`: a segment is finished (and readable) at
 /// the latest this long after it was opened.
 pub const DEFAULT_MAX_SEGMENT_DURATION: Duration = Duration::from_secs(300);
@@ -110,32 +99,28 @@ fn now_rfc3339() -> String {
     humantime::format_rfc3339_micros(SystemTime::now()).to_string()
 }
 
-/// A running accounting log. Dropping it (or [`AccountingLog::close`])
-/// finishes the open segment.
+/// A running accounting log: [`AccountingRecord`]s filtered by the
+/// `log_*` switches, written by the project's [`SegmentLog`]. Dropping it
+/// (or [`AccountingLog::close`]) finishes the open segment.
 pub struct AccountingLog {
     config: AccountingConfig,
-    sender: Mutex<Option<SyncSender<AccountingRecord>>>,
-    writer: Mutex<Option<JoinHandle<()>>>,
-    dropped: AtomicU64,
-    last_drop_warning: Mutex<Option<Instant>>,
+    log: SegmentLog<AccountingRecord>,
 }
 
 impl AccountingLog {
     /// Create `log_dir` and start the writer thread.
     pub fn start(config: AccountingConfig) -> std::io::Result<Self> {
-        std::fs::create_dir_all(&config.log_dir)?;
-        let (sender, receiver) = sync_channel(ACCOUNTING_QUEUE_CAPACITY);
-        let writer_config = config.clone();
-        let writer = std::thread::Builder::new()
-            .name("acct-log".into())
-            .spawn(move || write_segments(receiver, &writer_config))?;
-        Ok(AccountingLog {
-            config,
-            sender: Mutex::new(Some(sender)),
-            writer: Mutex::new(Some(writer)),
-            dropped: AtomicU64::new(0),
-            last_drop_warning: Mutex::new(None),
-        })
+        let log = SegmentLog::start(SegmentLogConfig {
+            name: "accounting log",
+            log_dir: config.log_dir.clone(),
+            max_file_size: config.max_file_size,
+            max_segment_duration: config.max_segment_duration,
+            compression: Compression::Zstd {
+                level: config.compression_level,
+            },
+            queue_capacity: ACCOUNTING_QUEUE_CAPACITY,
+        })?;
+        Ok(AccountingLog { config, log })
     }
 
     /// The configuration this log was started with.
@@ -145,7 +130,12 @@ impl AccountingLog {
 
     /// Records dropped because the queue was full.
     pub fn dropped(&self) -> u64 {
-        self.dropped.load(Ordering::Relaxed)
+        self.log.dropped()
+    }
+
+    /// The same count as a counter to register as a metric.
+    pub fn dropped_counter(&self) -> segment_log::DropCounter {
+        self.log.dropped_counter()
     }
 
     /// Record a login attempt by `attempted`, if its outcome is switched on.
@@ -156,7 +146,7 @@ impl AccountingLog {
             self.config.log_authn_fail
         };
         if wanted {
-            self.enqueue(AccountingRecord::Authentication {
+            self.log.log(AccountingRecord::Authentication {
                 timestamp: now_rfc3339(),
                 attempted_identity: attempted.clone(),
                 success,
@@ -173,7 +163,7 @@ impl AccountingLog {
             self.config.log_authz_deny
         };
         if wanted {
-            self.enqueue(AccountingRecord::Authorization {
+            self.log.log(AccountingRecord::Authorization {
                 timestamp: now_rfc3339(),
                 target_resource: decision.target_resource.clone(),
                 privilege: decision.privilege.clone(),
@@ -190,41 +180,10 @@ impl AccountingLog {
         }
     }
 
-    fn enqueue(&self, record: AccountingRecord) {
-        let sender = self.sender.lock().clone();
-        let Some(sender) = sender else {
-            return;
-        };
-        match sender.try_send(record) {
-            Ok(()) => {}
-            Err(TrySendError::Full(_)) => {
-                let dropped = self.dropped.fetch_add(1, Ordering::Relaxed) + 1;
-                let mut last = self.last_drop_warning.lock();
-                if last.is_none_or(|at| at.elapsed() >= DROP_WARNING_INTERVAL) {
-                    *last = Some(Instant::now());
-                    warn!(
-                        dropped,
-                        "accounting log queue full; records are being dropped"
-                    );
-                }
-            }
-            Err(TrySendError::Disconnected(_)) => {}
-        }
-    }
-
     /// Stop accepting records, let the writer drain the queue and finish
     /// the open segment. Idempotent.
     pub fn close(&self) {
-        self.sender.lock().take();
-        if let Some(writer) = self.writer.lock().take() {
-            let _ = writer.join();
-        }
-    }
-}
-
-impl Drop for AccountingLog {
-    fn drop(&mut self) {
-        self.close();
+        self.log.close();
     }
 }
 
@@ -237,132 +196,13 @@ impl std::fmt::Debug for AccountingLog {
     }
 }
 
-/// The segment being written.
-struct Segment {
-    path: PathBuf,
-    encoder: zstd::stream::write::Encoder<'static, BufWriter<File>>,
-    opened: Instant,
-    written: u64,
-}
-
-impl Segment {
-    fn open(dir: &Path, level: i32) -> std::io::Result<Self> {
-        let (path, file) = create_segment_file(dir, SystemTime::now())?;
-        let encoder = zstd::stream::write::Encoder::new(BufWriter::new(file), level)?;
-        Ok(Segment {
-            path,
-            encoder,
-            opened: Instant::now(),
-            written: 0,
-        })
-    }
-
-    fn finish(self) {
-        let path = self.path;
-        let result = self
-            .encoder
-            .finish()
-            .and_then(|mut file| file.flush().map(|()| file))
-            .and_then(|file| file.into_inner().map_err(|err| err.into_error()))
-            .and_then(|file| file.sync_data());
-        if let Err(err) = result {
-            error!(path = %path.display(), error = %err, "finishing accounting segment failed");
-        }
-    }
-}
-
-/// `YYYYMMDD-HHMMSS` of `at` in UTC; a second segment opened within the
-/// same second gets `.1`, `.2`, ... appended.
-fn create_segment_file(dir: &Path, at: SystemTime) -> std::io::Result<(PathBuf, File)> {
-    let name = segment_name(at);
-    for attempt in 0..1000 {
-        let file_name = if attempt == 0 {
-            name.clone()
-        } else {
-            format!("{name}.{attempt}")
-        };
-        let path = dir.join(file_name);
-        match File::options().write(true).create_new(true).open(&path) {
-            Ok(file) => return Ok((path, file)),
-            Err(err) if err.kind() == std::io::ErrorKind::AlreadyExists => continue,
-            Err(err) => return Err(err),
-        }
-    }
-    Err(std::io::Error::other(format!(
-        "no free accounting segment name for {name}"
-    )))
-}
-
-/// `YYYYMMDD-HHMMSS` (UTC).
-pub fn segment_name(at: SystemTime) -> String {
-    // `2024-05-06T07:08:09Z` → `20240506-070809`
-    let text = humantime::format_rfc3339_seconds(at).to_string();
-    let digits: String = text.chars().filter(char::is_ascii_digit).collect();
-    format!("{}-{}", &digits[..8], &digits[8..14])
-}
-
-fn write_segments(receiver: Receiver<AccountingRecord>, config: &AccountingConfig) {
-    let mut segment: Option<Segment> = None;
-    let mut line = Vec::with_capacity(512);
-    loop {
-        let deadline = segment
-            .as_ref()
-            .zip(config.max_segment_duration)
-            .map(|(segment, max)| max.saturating_sub(segment.opened.elapsed()));
-        let received = match deadline {
-            Some(left) => receiver.recv_timeout(left),
-            None => receiver.recv().map_err(|_| RecvTimeoutError::Disconnected),
-        };
-        let record = match received {
-            Ok(record) => record,
-            Err(RecvTimeoutError::Timeout) => {
-                if let Some(done) = segment.take() {
-                    done.finish();
-                }
-                continue;
-            }
-            Err(RecvTimeoutError::Disconnected) => break,
-        };
-        line.clear();
-        if let Err(err) = serde_json::to_writer(&mut line, &record) {
-            error!(error = %err, "accounting record does not serialize");
-            continue;
-        }
-        line.push(b'\n');
-        if segment.is_none() {
-            match Segment::open(&config.log_dir, config.compression_level) {
-                Ok(opened) => segment = Some(opened),
-                Err(err) => {
-                    error!(dir = %config.log_dir.display(), error = %err, "opening accounting segment failed; record lost");
-                    continue;
-                }
-            }
-        }
-        let Some(current) = segment.as_mut() else {
-            continue;
-        };
-        if let Err(err) = current.encoder.write_all(&line) {
-            error!(path = %current.path.display(), error = %err, "writing accounting record failed");
-        }
-        current.written += line.len() as u64;
-        let too_old = config
-            .max_segment_duration
-            .is_some_and(|max| current.opened.elapsed() >= max);
-        if current.written >= config.max_file_size || too_old {
-            if let Some(done) = segment.take() {
-                done.finish();
-            }
-        }
-    }
-    if let Some(done) = segment.take() {
-        done.finish();
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::{AclMap, IdentityContext, Resource};
+    use std::fs::File;
+    use std::path::Path;
+    use std::time::Instant;
 
     fn read_records(dir: &Path) -> Vec<serde_json::Value> {
         let mut names: Vec<_> = std::fs::read_dir(dir)
@@ -378,12 +218,6 @@ mod tests {
             }
         }
         records
-    }
-
-    #[test]
-    fn segment_names_are_utc_timestamps() {
-        let at = SystemTime::UNIX_EPOCH + Duration::from_secs(1_715_000_000);
-        assert_eq!(segment_name(at), "20240506-125320");
     }
 
     #[test]

@@ -16,6 +16,12 @@ pub enum IdentityCriterion {
     Unauthenticated {},
     /// Every peer.
     Any {},
+    /// A peer whose address lies in this IP or CIDR block (upstream's
+    /// `identity.Machine`). A peer with no known address never matches.
+    Machine(IpOrCidr),
+    /// A peer whose address lies in any of these blocks
+    /// (`identity.MachineSet = ["10.0.0.1", "192.0.2.0/24"]`).
+    MachineSet(Vec<IpOrCidr>),
 }
 
 impl IdentityCriterion {
@@ -29,6 +35,12 @@ impl IdentityCriterion {
             IdentityCriterion::Authenticated {} => auth.is_authenticated(),
             IdentityCriterion::Unauthenticated {} => !auth.is_authenticated(),
             IdentityCriterion::Any {} => true,
+            IdentityCriterion::Machine(block) => {
+                auth.peer_address.is_some_and(|ip| block.contains(ip))
+            }
+            IdentityCriterion::MachineSet(blocks) => auth
+                .peer_address
+                .is_some_and(|ip| blocks.iter().any(|block| block.contains(ip))),
         }
     }
 }

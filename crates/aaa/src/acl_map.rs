@@ -400,6 +400,59 @@ mod tests {
         ));
     }
 
+    /// The upstream page's forms: `identity.Machine`, `identity.MachineSet`
+    /// and `{ Identity = { Machine = ... } }` inside `AllOf`/`AnyOf`.
+    #[test]
+    fn upstream_machine_criteria_load_and_match() {
+        let map = AclMap::from_toml(
+            r#"
+            [[acl."http_listener/*/metrics"]]
+            allow = true
+            privileges = ["GET"]
+            identity.Machine = "10.0.0.1"
+
+            [[acl."http_listener/*/metrics"]]
+            allow = true
+            privileges = ["GET"]
+            identity.MachineSet = ["10.0.0.2", "192.0.2.0/24"]
+
+            [[acl."http_listener/*/api/inject"]]
+            allow = true
+            privileges = ["POST"]
+            criteria.AllOf = [ {Identity = { Group = 'admins' }}, {Identity={Machine = "10.0.0.1"}} ]
+
+            [[acl."http_listener/*/api/admin"]]
+            allow = true
+            privileges = ["POST"]
+            criteria.AnyOf = [ {Identity = { Group = 'admins' }}, {Identity={Machine = "10.0.0.1"}} ]
+            "#,
+        )
+        .unwrap();
+        for (ip, expected) in [
+            ("10.0.0.1", true),
+            ("10.0.0.2", true),
+            ("192.0.2.77", true),
+            ("10.0.0.3", false),
+        ] {
+            let who = peer(ip, false, None);
+            assert_eq!(allowed(&map, "/metrics", &who, "GET"), expected, "{ip}");
+        }
+        let mut admin = peer("10.0.0.1", false, Some("a"));
+        admin.add_group("admins");
+        assert!(allowed(&map, "/api/inject/v1", &admin, "POST"));
+        let mut elsewhere = peer("10.0.0.9", false, Some("a"));
+        assert!(!allowed(&map, "/api/inject/v1", &elsewhere, "POST"));
+        assert!(!allowed(&map, "/api/admin/x", &elsewhere, "POST"));
+        elsewhere.add_group("admins");
+        assert!(allowed(&map, "/api/admin/x", &elsewhere, "POST"));
+        assert!(allowed(
+            &map,
+            "/api/admin/x",
+            &peer("10.0.0.1", false, None),
+            "POST"
+        ));
+    }
+
     #[test]
     fn spec_examples_round_trip_through_toml() {
         let spec = r#"

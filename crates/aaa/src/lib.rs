@@ -1,14 +1,15 @@
 //! Authentication, authorization and accounting: who a peer is
 //! ([`AuthInfo`], [`Identity`], [`IdentityContext`]), what it may do
 //! ([`AccessControlList`], [`AclMap`], [`Resource`], [`query_resource_access`])
-//! and the small helpers around them (masked [`Secret`]s, the per-IP
+//! and the small helpers around them (masked [`Secret`]s, [`KeySource`]s, the per-IP
 //! [`FailureLimiter`], [`IpOrCidr`] blocks), the accounting log
 //! ([`AccountingLog`]: JSON lines in zstd segments, written off the request
-//! path), password hashes ([`verify_password`], [`hash_password`]) and
-//! credential files ([`CredentialSet`]).
+//! path by the `segment-log` crate's writer), password hashes
+//! ([`verify_password`], [`hash_password`]) and credential files
+//! ([`CredentialSet`]).
 //!
 //! This crate owns the data model only. It knows nothing of Lua, sockets or
-//! HTTP (the accounting log writes files from its own thread): the policy layer converts Lua values into these types and the
+//! HTTP: the policy layer converts Lua values into these types and the
 //! servers decide what to do with them.
 
 mod accounting;
@@ -18,15 +19,15 @@ mod auth_info;
 mod credentials;
 mod failure_limiter;
 mod hashing;
+mod keysource;
 mod machine;
 mod password;
 mod resource;
 mod secret;
 
 pub use accounting::{
-    segment_name, AccountingConfig, AccountingLog, AccountingRecord, ACCOUNTING_QUEUE_CAPACITY,
+    AccountingConfig, AccountingLog, AccountingRecord, ACCOUNTING_QUEUE_CAPACITY,
     DEFAULT_COMPRESSION_LEVEL, DEFAULT_MAX_FILE_SIZE, DEFAULT_MAX_SEGMENT_DURATION,
-    DROP_WARNING_INTERVAL,
 };
 pub use acl::{Access, AccessControlList, AccessControlRule, AclCriteria, IdentityCriterion};
 pub use acl_map::{
@@ -35,8 +36,11 @@ pub use acl_map::{
 };
 pub use auth_info::{AuthInfo, Identity, IdentityContext};
 pub use credentials::{CredentialParseError, CredentialSet, MAX_CREDENTIAL_FILE_BYTES};
-pub use failure_limiter::{FailureLimiter, DEFAULT_MAX_TRACKED_IPS};
+pub use failure_limiter::{
+    ClientKey, FailureLimiter, FailureThresholds, ListenerFailureLimit, DEFAULT_MAX_TRACKED_IPS,
+};
 pub use hashing::{cost_signature, dummy_hash_like, hash_password, HashAlgorithm, HashParams};
+pub use keysource::KeySource;
 pub use machine::{InvalidIpOrCidr, IpOrCidr, IpSet};
 pub use password::{
     check_hash, verify_password, HashFormat, PasswordError, VerifyOptions, MAX_ARGON2_M_COST,

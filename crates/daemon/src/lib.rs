@@ -225,3 +225,95 @@ impl AcceptBackoff {
         tokio::time::sleep(Self::PAUSE).await;
     }
 }
+
+/// The shutdown sequence both servers share, once their shutdown token is
+/// cancelled: wait for the accept loops to stop, then give the connection
+/// `tasks` up to `grace` to finish. `what` names the tasks in the log.
+pub async fn drain(
+    accept_loops: Vec<tokio::task::JoinHandle<()>>,
+    tasks: &tokio_util::task::TaskTracker,
+    grace: std::time::Duration,
+    what: &str,
+) {
+    for accept_loop in accept_loops {
+        let _ = accept_loop.await;
+    }
+    tasks.close();
+    if tokio::time::timeout(grace, tasks.wait()).await.is_err() {
+        warn!(
+            remaining = tasks.len(),
+            "{what} still open after the grace period of {grace:?}"
+        );
+    }
+}
+
+/// Lets a repeated warning through at most once per interval and counts
+/// what it held back, so a flood (every client refused at
+/// `max_connections`) costs a line per second, not a line per client.
+pub struct LogThrottle {
+    interval: std::time::Duration,
+    state: std::sync::Mutex<ThrottleState>,
+}
+
+struct ThrottleState {
+    last: Option<tokio::time::Instant>,
+    suppressed: u64,
+}
+
+impl LogThrottle {
+    /// A throttle letting one line through per `interval`.
+    pub fn new(interval: std::time::Duration) -> Self {
+        LogThrottle {
+            interval,
+            state: std::sync::Mutex::new(ThrottleState {
+                last: None,
+                suppressed: 0,
+            }),
+        }
+    }
+
+    /// `Some(n)` when a line may be written now, `n` being how many were
+    /// held back since the last one; `None` to stay quiet.
+    pub fn allow(&self) -> Option<u64> {
+        let now = tokio::time::Instant::now();
+        let mut state = self
+            .state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if state
+            .last
+            .is_some_and(|last| now.duration_since(last) < self.interval)
+        {
+            state.suppressed += 1;
+            return None;
+        }
+        state.last = Some(now);
+        Some(std::mem::take(&mut state.suppressed))
+    }
+}
+
+impl Default for LogThrottle {
+    fn default() -> Self {
+        LogThrottle::new(std::time::Duration::from_secs(1))
+    }
+}
+
+#[cfg(test)]
+mod throttle_tests {
+    use super::LogThrottle;
+    use std::time::Duration;
+
+    #[tokio::test(start_paused = true)]
+    async fn one_line_per_interval_with_the_count_held_back() {
+        let throttle = LogThrottle::new(Duration::from_secs(1));
+        assert_eq!(throttle.allow(), Some(0));
+        for _ in 0..1000 {
+            assert_eq!(throttle.allow(), None);
+        }
+        tokio::time::advance(Duration::from_millis(999)).await;
+        assert_eq!(throttle.allow(), None);
+        tokio::time::advance(Duration::from_millis(1)).await;
+        assert_eq!(throttle.allow(), Some(1001));
+        assert_eq!(throttle.allow(), None);
+    }
+}

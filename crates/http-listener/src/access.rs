@@ -12,7 +12,8 @@ use axum::http::{header, HeaderValue, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use std::sync::Arc;
-use std::time::Instant;
+// tokio's clock, so tests can pause and advance it.
+use tokio::time::Instant;
 use tracing::{debug, error, info, warn};
 
 /// The `WWW-Authenticate` challenge sent with every `401`.
@@ -172,7 +173,9 @@ async fn authenticate(
     };
     let credential = Credential::parse(header.as_bytes())?;
     let limiter = state.failure_limiter.as_ref().filter(|_| !trusted);
-    if let Some(left) = limiter.and_then(|limiter| limiter.blocked_for(ip, Instant::now())) {
+    if let Some(left) =
+        limiter.and_then(|limiter| limiter.blocked_for(ip, Instant::now().into_std()))
+    {
         return Err(AccessError::Blocked {
             retry_after: left.as_secs() + u64::from(left.subsec_nanos() > 0),
         });
@@ -211,7 +214,7 @@ async fn authenticate(
         Ok((AuthVerdict::Refused, cached)) => {
             info!(peer = %conn.peer, scheme, user, cached, "credentials refused");
             if let Some(limiter) = limiter {
-                if limiter.record_failure(ip, Instant::now()) {
+                if limiter.record_failure(ip, Instant::now().into_std()) {
                     warn!(peer = %conn.peer, "too many failed logins; blocking this address");
                 }
             }

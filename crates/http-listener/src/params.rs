@@ -124,15 +124,19 @@ impl AuthFailureLimitSetting {
         Ok(())
     }
 
-    /// A fresh limiter for this setting, or `None` when disabled.
-    pub fn limiter(&self) -> Option<aaa::FailureLimiter> {
-        self.limit().map(|limit| {
-            aaa::FailureLimiter::new(
-                limit.max_failures,
-                limit.period,
-                limit.block_for,
-                aaa::DEFAULT_MAX_TRACKED_IPS,
-            )
+    /// This setting applied to the process's `limiter`, or `None` when
+    /// disabled.
+    pub fn limiter(
+        &self,
+        limiter: &std::sync::Arc<aaa::FailureLimiter>,
+    ) -> Option<aaa::ListenerFailureLimit> {
+        self.limit().map(|limit| aaa::ListenerFailureLimit {
+            limiter: limiter.clone(),
+            thresholds: aaa::FailureThresholds {
+                max_failures: limit.max_failures,
+                period: limit.period,
+                block_for: limit.block_for,
+            },
         })
     }
 

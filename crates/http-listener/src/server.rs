@@ -5,7 +5,7 @@ use crate::access::check_access;
 use crate::authenticator::{Authenticator, AUTH_CACHE_TTL};
 use crate::endpoints;
 use crate::params::HttpListenerParams;
-use aaa::{AclMap, FailureLimiter};
+use aaa::{AclMap, FailureLimiter, ListenerFailureLimit};
 use anyhow::Context;
 use axum::extract::DefaultBodyLimit;
 use axum::http::StatusCode;
@@ -43,6 +43,8 @@ pub struct HttpServices {
     pub acl: Arc<AclMap>,
     /// The OpenAPI document served on `/api-docs/openapi.json`.
     pub openapi: utoipa::openapi::OpenApi,
+    /// The login failure limiter every HTTP listener of the process shares.
+    pub failure_limiter: Arc<FailureLimiter>,
 }
 
 impl HttpServices {
@@ -59,6 +61,7 @@ impl HttpServices {
             log_filter,
             acl: Arc::new(AclMap::default_map().clone()),
             openapi,
+            failure_limiter: FailureLimiter::new(aaa::DEFAULT_MAX_TRACKED_IPS),
         }
     }
 }
@@ -74,7 +77,7 @@ pub struct ListenerState {
     /// Decides credentials, with its cache.
     pub authenticator: Authenticator,
     /// Per-IP failed-login limit; `None` when disabled.
-    pub failure_limiter: Option<FailureLimiter>,
+    pub failure_limiter: Option<ListenerFailureLimit>,
     /// `kumo.aaa`'s state when the binary installed it: ACLs come from
     /// `get_acl_definition` (falling back to `services.acl`), decisions are
     /// cached and accounted. `None`: `services.acl` alone decides.
@@ -100,6 +103,7 @@ pub struct HttpListener {
     max_connections: usize,
     header_timeout: Duration,
     tls: Option<tls::TlsAcceptor>,
+    refusal_log: daemon::LogThrottle,
 }
 
 impl HttpListener {
@@ -129,6 +133,7 @@ impl HttpListener {
             max_connections,
             header_timeout,
             tls,
+            refusal_log: daemon::LogThrottle::default(),
         })
     }
 
@@ -170,7 +175,9 @@ impl HttpListener {
                 }
             };
             let Ok(slot) = self.slots.clone().try_acquire_owned() else {
-                warn!(peer = %peer, limit = self.max_connections, "http max_connections reached; closing new connection");
+                if let Some(held_back) = self.refusal_log.allow() {
+                    warn!(peer = %peer, limit = self.max_connections, held_back, "http max_connections reached; closing new connection (held_back: refusals not logged in the last second)");
+                }
                 drop(stream);
                 continue;
             };
@@ -250,7 +257,7 @@ impl ListenerState {
         services: Arc<HttpServices>,
         local_addr: SocketAddr,
     ) -> Self {
-        let failure_limiter = params.auth_failure_limit.limiter();
+        let failure_limiter = params.auth_failure_limit.limiter(&services.failure_limiter);
         let aaa = AaaContext::of(&services.policy);
         ListenerState {
             authenticator: Authenticator::new(services.policy.clone(), aaa.clone(), AUTH_CACHE_TTL),

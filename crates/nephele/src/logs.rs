@@ -1,21 +1,13 @@
 //! Local logs: one JSON object per line (`Reception`, `Delivery`,
-//! `TransientFailure`, `Bounce`, `Expiration`), written by one thread into
-//! segment files under `log_dir`.
+//! `TransientFailure`, `Bounce`, `Expiration`) in segment files under
+//! `log_dir`, written by the `segment-log` crate's writer.
 
 use crate::lua_api::LocalLogParams;
 use message::Message;
-use parking_lot::Mutex;
+use segment_log::{SegmentLog, SegmentLogConfig};
 use serde::Serialize;
 use serde_json::{Map, Value};
-use std::fs::File;
-use std::io::{BufWriter, Write};
-use std::path::{Path, PathBuf};
-use std::sync::mpsc::{self, RecvTimeoutError};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
-use tracing::{debug, error};
-
-/// How often the writer wakes up to close a segment past its duration.
-const SEGMENT_CHECK_INTERVAL: Duration = Duration::from_millis(500);
+use std::time::{SystemTime, UNIX_EPOCH};
 
 /// The kind of a record.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -143,194 +135,61 @@ impl LogRecord {
     }
 }
 
-/// Sends records to the writer thread; without `configure_local_logs` it
-/// drops them.
+/// nephele's local logs: plain segments (readable while they grow), written
+/// by the project's [`SegmentLog`] with its bounded queue, so a delivery or
+/// an injection never waits on the disk (a record that finds the queue full
+/// is dropped and counted). Without `configure_local_logs` it drops records.
 pub struct LocalLogger {
-    sender: Mutex<Option<mpsc::Sender<LogRecord>>>,
-    thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+    log: Option<SegmentLog<LogRecord>>,
 }
 
 impl LocalLogger {
     /// A logger that writes nothing.
     pub fn disabled() -> Self {
-        LocalLogger {
-            sender: Mutex::new(None),
-            thread: Mutex::new(None),
-        }
+        LocalLogger { log: None }
     }
 
     /// Create `log_dir` and start the writer thread.
     pub fn start(params: LocalLogParams) -> anyhow::Result<Self> {
-        std::fs::create_dir_all(&params.log_dir).map_err(|err| {
-            anyhow::anyhow!("creating log_dir {}: {err}", params.log_dir.display())
+        let log = SegmentLog::start(SegmentLogConfig {
+            max_file_size: params.max_file_size,
+            max_segment_duration: params.max_segment_duration,
+            ..SegmentLogConfig::new("local log", params.log_dir)
         })?;
-        let (sender, receiver) = mpsc::channel();
-        let thread = std::thread::Builder::new()
-            .name("local-logs".into())
-            .spawn(move || SegmentWriter::new(params).run(receiver))?;
-        Ok(LocalLogger {
-            sender: Mutex::new(Some(sender)),
-            thread: Mutex::new(Some(thread)),
-        })
+        Ok(LocalLogger { log: Some(log) })
     }
 
-    /// Queue a record for writing.
-    pub fn log(&self, record: LogRecord) {
-        if let Some(sender) = self.sender.lock().as_ref() {
-            let _ = sender.send(record);
-        }
+    /// Queue a record for writing. `false` when it was not queued: logging
+    /// is off, or the queue is full (counted in [`LocalLogger::dropped`]).
+    pub fn log(&self, record: LogRecord) -> bool {
+        self.log.as_ref().is_some_and(|log| log.log(record))
     }
 
-    /// Write what is queued, close the segment and stop the thread.
+    /// Records dropped because the queue was full.
+    pub fn dropped(&self) -> u64 {
+        self.log.as_ref().map_or(0, SegmentLog::dropped)
+    }
+
+    /// The same count as a counter to register as a metric; `None` when
+    /// logging is off.
+    pub fn dropped_counter(&self) -> Option<segment_log::DropCounter> {
+        self.log.as_ref().map(SegmentLog::dropped_counter)
+    }
+
+    /// Write what is queued, finish the segment and stop the thread.
     /// Blocking.
     pub fn close(&self) {
-        self.sender.lock().take();
-        if let Some(thread) = self.thread.lock().take() {
-            if thread.join().is_err() {
-                error!("local log writer panicked");
-            }
+        if let Some(log) = &self.log {
+            log.close();
         }
     }
-}
-
-struct Segment {
-    writer: BufWriter<File>,
-    path: PathBuf,
-    opened: Instant,
-    bytes: u64,
-}
-
-struct SegmentWriter {
-    params: LocalLogParams,
-    segment: Option<Segment>,
-}
-
-impl SegmentWriter {
-    fn new(params: LocalLogParams) -> Self {
-        SegmentWriter {
-            params,
-            segment: None,
-        }
-    }
-
-    fn run(mut self, receiver: mpsc::Receiver<LogRecord>) {
-        loop {
-            match receiver.recv_timeout(SEGMENT_CHECK_INTERVAL) {
-                Ok(record) => {
-                    self.write(&record);
-                    // Write whatever else is queued, then flush once.
-                    while let Ok(record) = receiver.try_recv() {
-                        self.write(&record);
-                    }
-                    self.flush();
-                }
-                Err(RecvTimeoutError::Timeout) => {}
-                Err(RecvTimeoutError::Disconnected) => break,
-            }
-            if let (Some(max), Some(segment)) = (self.params.max_segment_duration, &self.segment) {
-                if segment.opened.elapsed() >= max {
-                    self.close_segment();
-                }
-            }
-        }
-        self.close_segment();
-        debug!("local log writer stopped");
-    }
-
-    fn write(&mut self, record: &LogRecord) {
-        let mut line = match serde_json::to_vec(record) {
-            Ok(line) => line,
-            Err(err) => {
-                error!(id = %record.id, "log record does not serialize: {err}");
-                return;
-            }
-        };
-        line.push(b'\n');
-        if self
-            .segment
-            .as_ref()
-            .is_some_and(|s| s.bytes > 0 && s.bytes + line.len() as u64 > self.params.max_file_size)
-        {
-            self.close_segment();
-        }
-        if self.segment.is_none() {
-            match open_segment(&self.params.log_dir) {
-                Ok(segment) => self.segment = Some(segment),
-                Err(err) => {
-                    error!(
-                        "opening a log segment in {}: {err}",
-                        self.params.log_dir.display()
-                    );
-                    return;
-                }
-            }
-        }
-        if let Some(segment) = &mut self.segment {
-            match segment.writer.write_all(&line) {
-                Ok(()) => segment.bytes += line.len() as u64,
-                Err(err) => error!("writing {}: {err}", segment.path.display()),
-            }
-        }
-    }
-
-    fn flush(&mut self) {
-        if let Some(segment) = &mut self.segment {
-            if let Err(err) = segment.writer.flush() {
-                error!("flushing {}: {err}", segment.path.display());
-            }
-        }
-    }
-
-    fn close_segment(&mut self) {
-        if let Some(mut segment) = self.segment.take() {
-            if let Err(err) = segment.writer.flush() {
-                error!("closing {}: {err}", segment.path.display());
-            }
-            debug!(path = %segment.path.display(), bytes = segment.bytes, "log segment closed");
-        }
-    }
-}
-
-/// A new segment named after the current time (`YYYYMMDD-HHMMSS.micros`),
-/// with a suffix if that name is taken.
-fn open_segment(dir: &Path) -> std::io::Result<Segment> {
-    let stamp = humantime::format_rfc3339_micros(SystemTime::now()).to_string();
-    let base: String = stamp
-        .chars()
-        .filter(|c| c.is_ascii_digit() || *c == 'T' || *c == '.')
-        .map(|c| if c == 'T' { '-' } else { c })
-        .collect();
-    for n in 0..1000 {
-        let name = if n == 0 {
-            base.clone()
-        } else {
-            format!("{base}-{n}")
-        };
-        let path = dir.join(name);
-        match std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&path)
-        {
-            Ok(file) => {
-                return Ok(Segment {
-                    writer: BufWriter::new(file),
-                    path,
-                    opened: Instant::now(),
-                    bytes: 0,
-                })
-            }
-            Err(err) if err.kind() == std::io::ErrorKind::AlreadyExists => continue,
-            Err(err) => return Err(err),
-        }
-    }
-    Err(std::io::Error::other("no free segment name"))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use message::EnvelopeAddress;
+    use std::path::{Path, PathBuf};
 
     fn record(kind: RecordType) -> LogRecord {
         let msg = Message::new(
@@ -375,8 +234,10 @@ mod tests {
             max_file_size: 1,
         })
         .unwrap();
-        logger.log(record(RecordType::Reception));
-        logger.log(record(RecordType::Delivery));
+        assert!(logger.log(record(RecordType::Reception)));
+        assert!(logger.log(
+            record(RecordType::Delivery).via(Some("192.0.2.1:25".into()), Some("pool-a".into()))
+        ));
         logger.close();
         let files = lines(dir.path());
         assert_eq!(files.len(), 2, "one record per segment at max_file_size 1");
@@ -385,13 +246,25 @@ mod tests {
         assert_eq!(first["recipient"], "b@example.com");
         assert_eq!(first["response"]["code"], 250);
         assert_eq!(first["response"]["enhanced_code"]["class"], 2);
-        assert_eq!(files[1].1[0]["type"], "Delivery");
+        assert!(first.get("peer_address").is_none(), "{first}");
+        let second = &files[1].1[0];
+        assert_eq!(second["type"], "Delivery");
+        assert_eq!(second["peer_address"], "192.0.2.1:25");
+        assert_eq!(second["egress_source"], "pool-a");
+        assert_eq!(logger.dropped(), 0);
+        assert_eq!(logger.dropped_counter().map(|c| c.get()), Some(0));
+        assert!(
+            !logger.log(record(RecordType::Bounce)),
+            "a closed logger queues nothing"
+        );
     }
 
     #[test]
-    fn disabled_logger_drops_records() {
+    fn disabled_logger_queues_nothing() {
         let logger = LocalLogger::disabled();
-        logger.log(record(RecordType::Bounce));
+        assert!(!logger.log(record(RecordType::Bounce)));
+        assert_eq!(logger.dropped(), 0, "not queued is not a queue overflow");
+        assert!(logger.dropped_counter().is_none(), "no metric for no log");
         logger.close();
     }
 }

@@ -118,51 +118,11 @@ pub fn registrar(requests: Arc<InitRequests>) -> ModuleRegistrar {
     Arc::new(move |lua: &Lua| {
         message::register(lua)?;
         let kumo = policy::kumo_module(lua)?;
-
-        let spool_requests = requests.clone();
-        kumo.set(
-            "define_spool",
-            lua.create_function(move |lua, value: Value| {
-                let params: SpoolParams = policy::from_lua_params(lua, value)
-                    .map_err(|err| lua_error("define_spool", err))?;
-                if params.name != "data" && params.name != "meta" {
-                    return Err(lua_error(
-                        "define_spool",
-                        format!("name must be 'data' or 'meta', got {:?}", params.name),
-                    ));
-                }
-                spool_requests.with_open("define_spool", |requested| {
-                    if requested.spools.iter().any(|s| s.name == params.name) {
-                        return Err(lua_error(
-                            "define_spool",
-                            format!("spool {:?} is already defined", params.name),
-                        ));
-                    }
-                    requested.spools.push(params);
-                    Ok(())
-                })
-            })?,
-        )?;
-
-        let log_requests = requests.clone();
+        kumo.set("define_spool", define_spool(lua, requests.clone())?)?;
         kumo.set(
             "configure_local_logs",
-            lua.create_function(move |lua, value: Value| {
-                let params: LocalLogParams = policy::from_lua_params(lua, value)
-                    .map_err(|err| lua_error("configure_local_logs", err))?;
-                if params.max_file_size == 0 {
-                    return Err(lua_error(
-                        "configure_local_logs",
-                        "max_file_size must be at least 1",
-                    ));
-                }
-                log_requests.with_open("configure_local_logs", |requested| {
-                    requested.logs = Some(params);
-                    Ok(())
-                })
-            })?,
+            configure_local_logs(lua, requests.clone())?,
         )?;
-
         let http_requests = requests.clone();
         let sink: HttpListenerSink = Arc::new(move |params| {
             http_requests.with_open("start_http_listener", |requested| {
@@ -174,7 +134,6 @@ pub fn registrar(requests: Arc<InitRequests>) -> ModuleRegistrar {
             "start_http_listener",
             http_listener::start_http_listener_function(lua, sink)?,
         )?;
-
         kumo.set(
             "make_queue_config",
             lua.create_function(|lua, value: Value| {
@@ -182,24 +141,68 @@ pub fn registrar(requests: Arc<InitRequests>) -> ModuleRegistrar {
             })?,
         )?;
         crate::smtp::egress::register(lua, &kumo)?;
-
-        let dns_requests = requests.clone();
-        let dns = lua.create_table()?;
-        dns.set(
-            "configure_resolver",
-            lua.create_function(move |lua, value: Value| {
-                let params: crate::smtp::mx::ResolverParams =
-                    policy::from_lua_params(lua, value)
-                        .map_err(|err| lua_error("dns.configure_resolver", err))?;
-                dns_requests.with_open("dns.configure_resolver", |requested| {
-                    requested.dns = Some(params);
-                    Ok(())
-                })
-            })?,
-        )?;
-        kumo.set("dns", dns)?;
+        kumo.set("dns", dns_module(lua, requests.clone())?)?;
         Ok(())
     })
+}
+
+/// `kumo.define_spool { name = 'data' | 'meta', path }`, once per name.
+fn define_spool(lua: &Lua, requests: Arc<InitRequests>) -> mlua::Result<mlua::Function> {
+    lua.create_function(move |lua, value: Value| {
+        let params: SpoolParams =
+            policy::from_lua_params(lua, value).map_err(|err| lua_error("define_spool", err))?;
+        if params.name != "data" && params.name != "meta" {
+            return Err(lua_error(
+                "define_spool",
+                format!("name must be 'data' or 'meta', got {:?}", params.name),
+            ));
+        }
+        requests.with_open("define_spool", |requested| {
+            if requested.spools.iter().any(|s| s.name == params.name) {
+                return Err(lua_error(
+                    "define_spool",
+                    format!("spool {:?} is already defined", params.name),
+                ));
+            }
+            requested.spools.push(params);
+            Ok(())
+        })
+    })
+}
+
+/// `kumo.configure_local_logs { log_dir, max_segment_duration, max_file_size }`.
+fn configure_local_logs(lua: &Lua, requests: Arc<InitRequests>) -> mlua::Result<mlua::Function> {
+    lua.create_function(move |lua, value: Value| {
+        let params: LocalLogParams = policy::from_lua_params(lua, value)
+            .map_err(|err| lua_error("configure_local_logs", err))?;
+        if params.max_file_size == 0 {
+            return Err(lua_error(
+                "configure_local_logs",
+                "max_file_size must be at least 1",
+            ));
+        }
+        requests.with_open("configure_local_logs", |requested| {
+            requested.logs = Some(params);
+            Ok(())
+        })
+    })
+}
+
+/// `kumo.dns`, with `configure_resolver { name_servers }`.
+fn dns_module(lua: &Lua, requests: Arc<InitRequests>) -> mlua::Result<mlua::Table> {
+    let dns = lua.create_table()?;
+    dns.set(
+        "configure_resolver",
+        lua.create_function(move |lua, value: Value| {
+            let params: crate::smtp::mx::ResolverParams = policy::from_lua_params(lua, value)
+                .map_err(|err| lua_error("dns.configure_resolver", err))?;
+            requests.with_open("dns.configure_resolver", |requested| {
+                requested.dns = Some(params);
+                Ok(())
+            })
+        })?,
+    )?;
+    Ok(dns)
 }
 
 #[cfg(test)]

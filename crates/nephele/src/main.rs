@@ -94,16 +94,20 @@ fn main() -> std::process::ExitCode {
     })
 }
 
-/// Load the policy and run `init`.
-fn load(path: &std::path::Path) -> anyhow::Result<(PolicyPool, InitRequested)> {
+/// Load the policy and run `init`; `set_log_filter` backs the policy's
+/// `kumo.set_diagnostic_log_filter`.
+fn load(
+    path: &std::path::Path,
+    set_log_filter: daemon::FilterSetter,
+) -> anyhow::Result<(PolicyPool, InitRequested)> {
     let requests = Arc::new(InitRequests::default());
     let registrars = vec![
         lua_api::registrar(requests.clone()),
         policy::aaa_registrar(policy::AaaContext::new()),
-        policy_lib::registrar(policy_lib::PolicyLibrary::new()),
+        policy_lib::registrar(policy_lib::PolicyLibrary::with_log_filter(set_log_filter)),
     ];
     let loader = PolicyLoader::new(path, registrars);
-    let pool = PolicyPool::new(loader, PolicyPool::default_max_idle(), POLICY_CALL_TIMEOUT)?;
+    let pool = PolicyPool::new(loader, POLICY_CALL_TIMEOUT)?;
     requests.open();
     let init = pool.with_state(|lua| match policy::call_sync(lua, &INIT, ()) {
         Ok(Some(())) => Ok(()),
@@ -149,7 +153,7 @@ async fn run(cli: Cli, set_log_filter: daemon::FilterSetter) -> anyhow::Result<(
         .policy
         .clone()
         .context("--policy FILE.lua is required")?;
-    let (policy, requested) = load(&path)?;
+    let (policy, requested) = load(&path, set_log_filter.clone())?;
     if requested.http.is_empty() {
         anyhow::bail!(
             "{}: init defined no HTTP listener (call kumo.start_http_listener)",
@@ -222,19 +226,7 @@ async fn run(cli: Cli, set_log_filter: daemon::FilterSetter) -> anyhow::Result<(
     signals.wait().await;
     info!("shutting down: no new connections, finishing requests for up to {SHUTDOWN_GRACE:?}");
     shutdown.cancel();
-    for accept_loop in accept_loops {
-        let _ = accept_loop.await;
-    }
-    connections.close();
-    if tokio::time::timeout(SHUTDOWN_GRACE, connections.wait())
-        .await
-        .is_err()
-    {
-        warn!(
-            remaining = connections.len(),
-            "requests still open after the grace period"
-        );
-    }
+    daemon::drain(accept_loops, &connections, SHUTDOWN_GRACE, "requests").await;
     if let Some(queues) = &queues {
         queues.shutdown(SHUTDOWN_GRACE).await;
     }

@@ -43,7 +43,7 @@ pub enum DeliveryProtocol {
     /// Deliver into the Maildir at this directory (created with its `new`,
     /// `cur`, `tmp` as needed; while that fails, attempts fail transiently).
     MaildirPath(PathBuf),
-    /// SMTP (delivery comes with a later issue; attempts fail transiently).
+    /// SMTP to `mx_list`, or to the domain's MX hosts (see [`crate::smtp`]).
     Smtp(SmtpProtocol),
 }
 

@@ -83,7 +83,7 @@ fn direct_smtp_delivery_to_an_mx_list_host() {
 }
 
 /// Sink and proxy started, policy written with `source`.
-fn proxied(bind: Option<&str>, password: &str) -> (Workspace, Helper, Helper) {
+fn proxied(bind: Option<&str>, password: &str) -> (Workspace, Helper, InProcessProxy) {
     let ws = Workspace::new("");
     let sink = start_sink(&ws.dir().join("sink"), "127.0.0.1");
     let proxy = start_proxy(ws.dir());

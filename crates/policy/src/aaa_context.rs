@@ -49,10 +49,11 @@ struct DecisionKey {
 /// it lives in fields, so tests build fresh ones.
 pub struct AaaContext {
     fall_back_to_acl_map: AtomicBool,
-    /// How long a `get_acl_definition` answer is reused.
-    pub definition_ttl: Duration,
-    /// How long a decision is reused.
-    pub decision_ttl: Duration,
+    /// How long a `get_acl_definition` answer is reused
+    /// (`kumo.aaa.set_acl_cache_ttl`).
+    pub(crate) definition_ttl: RwLock<Duration>,
+    /// How long a decision is reused (`kumo.aaa.set_check_cache_ttl`).
+    pub(crate) decision_ttl: RwLock<Duration>,
     /// `None` in a name's entry: the policy returned nil (or has no
     /// handler), so the fall-back map decides.
     definitions: Mutex<HashMap<String, Cached<Option<Arc<AccessControlList>>>>>,
@@ -65,8 +66,8 @@ impl Default for AaaContext {
     fn default() -> Self {
         AaaContext {
             fall_back_to_acl_map: AtomicBool::new(true),
-            definition_ttl: ACL_DEFINITION_TTL,
-            decision_ttl: ACCESS_DECISION_TTL,
+            definition_ttl: RwLock::new(ACL_DEFINITION_TTL),
+            decision_ttl: RwLock::new(ACCESS_DECISION_TTL),
             definitions: Mutex::new(HashMap::new()),
             decisions: Mutex::new(HashMap::new()),
             accounting: RwLock::new(None),
@@ -94,6 +95,18 @@ impl AaaContext {
     /// every Lua state of the process.
     pub fn credentials(&self) -> &CredentialFiles {
         &self.credentials
+    }
+
+    /// `kumo.aaa.set_acl_cache_ttl`: how long `get_acl_definition`
+    /// answers are reused from now on.
+    pub fn set_definition_ttl(&self, ttl: Duration) {
+        *self.definition_ttl.write() = ttl;
+    }
+
+    /// `kumo.aaa.set_check_cache_ttl`: how long decisions are reused from
+    /// now on.
+    pub fn set_decision_ttl(&self, ttl: Duration) {
+        *self.decision_ttl.write() = ttl;
     }
 
     /// Whether a nil from `get_acl_definition` falls back to the map.
@@ -146,7 +159,7 @@ impl AaaContext {
     /// `get_acl_definition`, else (when fall-back is on) from `fallback`;
     /// first match from most to least specific name; deny by default. A
     /// policy error denies (fail closed). Decisions are cached for
-    /// [`AaaContext::decision_ttl`] and every one is accounted.
+    /// the decision TTL and every one is accounted.
     pub async fn authorize(
         &self,
         policy: &PolicyPool,
@@ -178,7 +191,7 @@ impl AaaContext {
                         key,
                         decision.clone(),
                         epoch,
-                        now + self.decision_ttl,
+                        now.checked_add(*self.decision_ttl.read()).unwrap_or(now),
                     );
                     decision
                 }
@@ -229,7 +242,7 @@ impl AaaContext {
                 name.clone(),
                 acl.clone(),
                 epoch,
-                now + self.definition_ttl,
+                now.checked_add(*self.definition_ttl.read()).unwrap_or(now),
             );
             *answer = Some(acl);
         }

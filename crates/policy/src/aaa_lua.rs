@@ -209,36 +209,16 @@ pub fn aaa_registrar(ctx: Arc<AaaContext>) -> ModuleRegistrar {
     })
 }
 
+/// The `kumo.aaa` table: one entry per function below.
 fn build_module(lua: &Lua, ctx: Arc<AaaContext>) -> mlua::Result<Table> {
     let module = lua.create_table()?;
     crate::aaa_password_lua::register(lua, &module, &ctx)?;
-    module.set(
-        "load_acl_map",
-        lua.create_function(|lua, source: Value| {
-            let source: KeySource =
-                from_lua_params(lua, source).map_err(|err| lua_err("load_acl_map", err))?;
-            let bytes = source
-                .load()
-                .map_err(|err| lua_err("load_acl_map", format!("{err:#}")))?;
-            let text = String::from_utf8(bytes).map_err(|_| {
-                lua_err(
-                    "load_acl_map",
-                    format!("{} is not UTF-8", source.describe()),
-                )
-            })?;
-            let map = AclMap::from_toml(&text)
-                .map_err(|err| lua_err("load_acl_map", format!("{}: {err}", source.describe())))?;
-            Ok(AclMapObject(Arc::new(map)))
-        })?,
-    )?;
+    module.set("load_acl_map", lua.create_function(load_acl_map)?)?;
     module.set(
         "make_access_control_list",
-        lua.create_function(|lua, rules: Value| {
-            let rules: Vec<AccessControlRule> = from_lua_params(lua, rules)
-                .map_err(|err| lua_err("make_access_control_list", err))?;
-            Ok(AclObject(Arc::new(AccessControlList::new(rules))))
-        })?,
+        lua.create_function(make_access_control_list)?,
     )?;
+    register_cache_ttls(lua, &module, &ctx)?;
     let fall_back_ctx = ctx.clone();
     module.set(
         "set_fall_back_to_acl_map",
@@ -249,67 +229,141 @@ fn build_module(lua: &Lua, ctx: Arc<AaaContext>) -> mlua::Result<Table> {
     )?;
     module.set(
         "make_http_url_resource",
-        lua.create_function(|_, (local, url): (String, String)| {
-            let local: SocketAddr = local.parse().map_err(|_| {
-                lua_err(
-                    "make_http_url_resource",
-                    format!("{local:?} is not an ip:port address"),
-                )
-            })?;
-            Ok(ResourceObject(Resource::http_listener(
-                local,
-                url_path(&url),
-            )))
-        })?,
+        lua.create_function(make_http_url_resource)?,
     )?;
     let query_ctx = ctx.clone();
     module.set(
         "query_resource_access",
-        lua.create_function(
-            move |lua, (resource, auth, privilege): (Value, Value, String)| {
-                let resource = resource_from_lua(resource)?;
-                let auth: AuthInfo = from_lua_params(lua, auth)
-                    .map_err(|err| lua_err("query_resource_access", err))?;
-                let handler = crate::kumo_module::handler(lua, GET_ACL_DEFINITION.name)?;
-                let mut definitions = Vec::with_capacity(resource.names().len());
-                for name in resource.names() {
-                    definitions.push(match &handler {
-                        Some(handler) => handler.call::<AclDefinition>(name.clone())?.0,
-                        None => None,
-                    });
-                }
-                let decision = query_ctx.decide(
-                    AclMap::default_map(),
-                    &definitions,
-                    &resource,
-                    &auth,
-                    &privilege,
-                );
-                lua.to_value_with(
-                    &decision,
-                    SerializeOptions::new()
-                        .serialize_none_to_null(false)
-                        .serialize_unit_to_null(false),
-                )
-            },
-        )?,
+        lua.create_function(move |lua, args| query_resource_access(lua, &query_ctx, args))?,
     )?;
     module.set(
         "configure_acct_log",
-        lua.create_function(move |lua, params: Value| {
-            let params: AcctLogParams =
-                from_lua_params(lua, params).map_err(|err| lua_err("configure_acct_log", err))?;
-            let config = params
-                .into_config()
-                .map_err(|err| lua_err("configure_acct_log", err))?;
-            let dir = config.log_dir.display().to_string();
-            ctx.configure_accounting(config)
-                .map_err(|err| lua_err("configure_acct_log", format!("{dir}: {err}")))
-        })?,
+        lua.create_function(move |lua, params| configure_acct_log(lua, &ctx, params))?,
     )?;
     Ok(module)
+}
+
+/// `kumo.aaa.load_acl_map(KEYSOURCE)`: a TOML ACL map from a file or
+/// `{ key_data = ... }`.
+fn load_acl_map(lua: &Lua, source: Value) -> mlua::Result<AclMapObject> {
+    let source: KeySource =
+        from_lua_params(lua, source).map_err(|err| lua_err("load_acl_map", err))?;
+    let bytes = source
+        .load()
+        .map_err(|err| lua_err("load_acl_map", format!("{err:#}")))?;
+    let text = String::from_utf8(bytes).map_err(|_| {
+        lua_err(
+            "load_acl_map",
+            format!("{} is not UTF-8", source.describe()),
+        )
+    })?;
+    let map = AclMap::from_toml(&text)
+        .map_err(|err| lua_err("load_acl_map", format!("{}: {err}", source.describe())))?;
+    Ok(AclMapObject(Arc::new(map)))
+}
+
+/// `kumo.aaa.make_access_control_list { rule, ... }`.
+fn make_access_control_list(lua: &Lua, rules: Value) -> mlua::Result<AclObject> {
+    let rules: Vec<AccessControlRule> =
+        from_lua_params(lua, rules).map_err(|err| lua_err("make_access_control_list", err))?;
+    Ok(AclObject(Arc::new(AccessControlList::new(rules))))
+}
+
+/// `kumo.aaa.make_http_url_resource(LOCAL_ADDR, URL)`.
+fn make_http_url_resource(_: &Lua, (local, url): (String, String)) -> mlua::Result<ResourceObject> {
+    let local: SocketAddr = local.parse().map_err(|_| {
+        lua_err(
+            "make_http_url_resource",
+            format!("{local:?} is not an ip:port address"),
+        )
+    })?;
+    Ok(ResourceObject(Resource::http_listener(
+        local,
+        url_path(&url),
+    )))
+}
+
+/// `kumo.aaa.query_resource_access(RESOURCE, AUTH_INFO, PRIVILEGE)`: the
+/// decision the servers would make, with this state's
+/// `get_acl_definition` asked for each name.
+fn query_resource_access(
+    lua: &Lua,
+    ctx: &AaaContext,
+    (resource, auth, privilege): (Value, Value, String),
+) -> mlua::Result<Value> {
+    let resource = resource_from_lua(resource)?;
+    let auth: AuthInfo =
+        from_lua_params(lua, auth).map_err(|err| lua_err("query_resource_access", err))?;
+    let handler = crate::kumo_module::handler(lua, GET_ACL_DEFINITION.name)?;
+    let mut definitions = Vec::with_capacity(resource.names().len());
+    for name in resource.names() {
+        definitions.push(match &handler {
+            Some(handler) => handler.call::<AclDefinition>(name.clone())?.0,
+            None => None,
+        });
+    }
+    let decision = ctx.decide(
+        AclMap::default_map(),
+        &definitions,
+        &resource,
+        &auth,
+        &privilege,
+    );
+    lua.to_value_with(
+        &decision,
+        SerializeOptions::new()
+            .serialize_none_to_null(false)
+            .serialize_unit_to_null(false),
+    )
+}
+
+/// `kumo.aaa.configure_acct_log { ... }`: start (or keep) the accounting
+/// log; an error names the directory.
+fn configure_acct_log(lua: &Lua, ctx: &AaaContext, params: Value) -> mlua::Result<()> {
+    let params: AcctLogParams =
+        from_lua_params(lua, params).map_err(|err| lua_err("configure_acct_log", err))?;
+    let config = params
+        .into_config()
+        .map_err(|err| lua_err("configure_acct_log", err))?;
+    // The error names the directory.
+    ctx.configure_accounting(config)
+        .map_err(|err| lua_err("configure_acct_log", err))
 }
 
 #[cfg(test)]
 #[path = "aaa_lua_tests.rs"]
 mod tests;
+
+/// `kumo.aaa.set_acl_cache_ttl(duration)` and
+/// `kumo.aaa.set_check_cache_ttl(duration)`.
+fn register_cache_ttls(lua: &Lua, module: &Table, ctx: &Arc<AaaContext>) -> mlua::Result<()> {
+    let definitions = ctx.clone();
+    module.set(
+        "set_acl_cache_ttl",
+        lua.create_function(move |_, ttl: Value| {
+            definitions.set_definition_ttl(ttl_param("set_acl_cache_ttl", ttl)?);
+            Ok(())
+        })?,
+    )?;
+    let decisions = ctx.clone();
+    module.set(
+        "set_check_cache_ttl",
+        lua.create_function(move |_, ttl: Value| {
+            decisions.set_decision_ttl(ttl_param("set_check_cache_ttl", ttl)?);
+            Ok(())
+        })?,
+    )
+}
+
+/// A duration argument: text (`'5 minutes'`) or seconds.
+fn ttl_param(function: &str, value: Value) -> mlua::Result<Duration> {
+    let parsed = match value {
+        Value::String(text) => crate::parse_duration(&text.to_str()?),
+        Value::Integer(seconds) => u64::try_from(seconds)
+            .map(Duration::from_secs)
+            .map_err(|_| format!("{seconds} is not a duration")),
+        Value::Number(seconds) => crate::parse_duration(&seconds.to_string()),
+        other => Err(format!("expected a duration, got {}", other.type_name())),
+    };
+    parsed.map_err(|err| lua_err(function, err))
+}

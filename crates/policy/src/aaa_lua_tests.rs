@@ -4,7 +4,7 @@ use super::*;
 
 fn state() -> (Lua, Arc<AaaContext>) {
     let lua = Lua::new();
-    crate::kumo_module::register(&lua).unwrap();
+    crate::kumo_module::register(&lua, &Default::default()).unwrap();
     let ctx = AaaContext::new();
     aaa_registrar(ctx.clone())(&lua).unwrap();
     (lua, ctx)
@@ -136,6 +136,10 @@ fn bad_input_is_a_clear_error() {
             "kumo.aaa.configure_acct_log { log_dir = '/tmp/x', compression_level = 99 }",
             "compression_level",
         ),
+        (
+            "kumo.aaa.configure_acct_log { log_dir = '/proc/no-such-acct-dir' }",
+            "creating log_dir /proc/no-such-acct-dir",
+        ),
     ] {
         let err = lua.load(code).exec().unwrap_err().to_string();
         assert!(err.contains(needle), "{code}: {err}");
@@ -167,4 +171,35 @@ fn configure_acct_log_is_idempotent_per_config() {
         Some(Duration::from_secs(1))
     );
     ctx.close_accounting();
+}
+
+#[test]
+fn cache_ttls_are_set_from_lua_and_bad_values_name_the_function() {
+    let (lua, _) = state();
+    eval::<()>(
+        &lua,
+        "kumo.aaa.set_acl_cache_ttl '5 minutes'\nkumo.aaa.set_check_cache_ttl(30)",
+    )
+    .unwrap();
+    for (code, function) in [
+        ("kumo.aaa.set_acl_cache_ttl 'soon'", "set_acl_cache_ttl"),
+        ("kumo.aaa.set_check_cache_ttl(-1)", "set_check_cache_ttl"),
+        ("kumo.aaa.set_check_cache_ttl {}", "set_check_cache_ttl"),
+        ("kumo.aaa.set_acl_cache_ttl '20 years'", "set_acl_cache_ttl"),
+    ] {
+        let err = eval::<()>(&lua, code).unwrap_err().to_string();
+        assert!(err.contains(function), "{code}: {err}");
+    }
+}
+
+#[test]
+fn zero_cache_ttls_are_stored() {
+    let (lua, ctx) = state();
+    eval::<()>(
+        &lua,
+        "kumo.aaa.set_check_cache_ttl(0)\nkumo.aaa.set_acl_cache_ttl(0)",
+    )
+    .unwrap();
+    assert_eq!(*ctx.decision_ttl.read(), std::time::Duration::ZERO);
+    assert_eq!(*ctx.definition_ttl.read(), std::time::Duration::ZERO);
 }

@@ -13,7 +13,7 @@ const LDAP_SHA: &str = "{SHA}L55TUjtiq8FBorTWAZ0jy6g129A=";
 
 fn state(ctx: &Arc<AaaContext>) -> Lua {
     let lua = Lua::new();
-    crate::kumo_module::register(&lua).unwrap();
+    crate::kumo_module::register(&lua, &Default::default()).unwrap();
     aaa_registrar(ctx.clone())(&lua).unwrap();
     lua.globals().set("ARGON2ID", ARGON2ID).unwrap();
     lua.globals().set("BCRYPT", BCRYPT).unwrap();

@@ -11,6 +11,21 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     humantime::parse_duration(trimmed)
         .or_else(|_| humantime::parse_duration(&join_number_and_unit(trimmed)))
         .map_err(|err| format!("invalid duration {text:?}: {err}"))
+        .and_then(within_bound)
+}
+
+/// The longest duration a policy may give: longer ones are surely typos,
+/// and added to a clock they could overflow it.
+pub const MAX_DURATION: Duration = Duration::from_secs(10 * 366 * 86_400);
+
+fn within_bound(duration: Duration) -> Result<Duration, String> {
+    if duration > MAX_DURATION {
+        return Err(format!(
+            "duration {} is longer than the maximum of 10 years",
+            humantime::format_duration(duration)
+        ));
+    }
+    Ok(duration)
 }
 
 /// `'60 seconds'` → `'60seconds'`: humantime wants the unit glued to its number.
@@ -29,9 +44,11 @@ fn join_number_and_unit(text: &str) -> String {
 }
 
 fn seconds_to_duration(seconds: f64) -> Result<Duration, String> {
-    Duration::try_from_secs_f64(seconds).map_err(|_| {
-        format!("invalid duration {seconds}: must be a non-negative number of seconds")
-    })
+    Duration::try_from_secs_f64(seconds)
+        .map_err(|_| {
+            format!("invalid duration {seconds}: must be a non-negative number of seconds")
+        })
+        .and_then(within_bound)
 }
 
 #[derive(Deserialize)]
@@ -62,6 +79,18 @@ pub fn deserialize_optional_duration<'de, D: Deserializer<'de>>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn durations_past_ten_years_are_refused() {
+        for text in ["11 years", "400000000", "100000000000000000000000 seconds"] {
+            let err = parse_duration(text).unwrap_err();
+            assert!(
+                err.contains("10 years") || err.contains("invalid"),
+                "{text}: {err}"
+            );
+        }
+        assert!(parse_duration("9 years").is_ok());
+    }
 
     #[test]
     fn accepts_the_documented_forms() {

@@ -1,4 +1,6 @@
+use crate::pool_settings::PoolSettings;
 use mlua::{Function, Lua, Table};
+use std::sync::Arc;
 
 const EVENT_REGISTRY: &str = "nephele.event_handlers";
 
@@ -20,8 +22,10 @@ pub fn kumo_module(lua: &Lua) -> mlua::Result<Table> {
     get_or_create_module(lua, "kumo")
 }
 
-/// Install `kumo.on` (and the empty event registry it writes to).
-pub(crate) fn register(lua: &Lua) -> mlua::Result<()> {
+/// Install `kumo.on` (and the empty event registry it writes to) and the
+/// pool settings functions.
+pub(crate) fn register(lua: &Lua, settings: &Arc<PoolSettings>) -> mlua::Result<()> {
+    register_pool_settings(lua, settings)?;
     lua.set_named_registry_value(EVENT_REGISTRY, lua.create_table()?)?;
     let kumo = kumo_module(lua)?;
     kumo.set(
@@ -34,6 +38,32 @@ pub(crate) fn register(lua: &Lua) -> mlua::Result<()> {
                 )));
             }
             handlers.set(name, handler)
+        })?,
+    )?;
+    Ok(())
+}
+
+/// `kumo.set_max_spare_lua_contexts(n)` (upstream name) and
+/// `kumo.set_lua_memory_limit(bytes)` (ours).
+fn register_pool_settings(lua: &Lua, settings: &Arc<PoolSettings>) -> mlua::Result<()> {
+    let kumo = kumo_module(lua)?;
+    let spare = settings.clone();
+    kumo.set(
+        "set_max_spare_lua_contexts",
+        lua.create_function(move |_, limit: usize| {
+            spare.set_max_spare_states(limit);
+            Ok(())
+        })?,
+    )?;
+    let memory = settings.clone();
+    kumo.set(
+        "set_lua_memory_limit",
+        lua.create_function(move |lua, bytes: usize| {
+            memory.set_memory_limit(bytes).map_err(|err| {
+                mlua::Error::RuntimeError(format!("kumo.set_lua_memory_limit: {err}"))
+            })?;
+            lua.set_memory_limit(bytes)?;
+            Ok(())
         })?,
     )?;
     Ok(())

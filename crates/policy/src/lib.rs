@@ -4,11 +4,12 @@
 //! `kumo` module (`kumo.on(event, fn)`), lets each binary add its own modules
 //! (`proxy`, ...), keeps a pool of loaded states so concurrent callers never
 //! wait on one state, and bumps a config epoch to reload the policy. It also
-//! owns the small value types that Lua parameter tables share: durations and
-//! keysources, and the `kumo.aaa` module with the process's access-control
-//! state ([`AaaContext`]: ACL sources, caches, accounting log, credential
-//! files), and the login [`VerdictCache`] both listeners use. It knows
-//! nothing of sockets or protocols.
+//! owns the small value types that Lua parameter tables share (durations;
+//! keysources live in `aaa` and are re-exported here), the `kumo.aaa`
+//! module with the process's access-control state ([`AaaContext`]: ACL
+//! sources, caches, accounting log, credential files), and the login
+//! [`VerdictCache`] both listeners use. It knows nothing of sockets or
+//! protocols.
 
 mod aaa_context;
 mod aaa_lua;
@@ -17,12 +18,14 @@ mod auth_result;
 mod credential_files;
 mod duration;
 mod events;
-mod keysource;
 mod kumo_module;
 mod loader;
 mod pool;
+mod pool_settings;
 mod verdict_cache;
 
+/// Re-exported so Lua parameter tables keep naming `policy::KeySource`.
+pub use aaa::KeySource;
 pub use aaa_context::{
     AaaContext, AAA_CACHE_MAX_ENTRIES, ACCESS_DECISION_TTL, ACL_DEFINITION_TTL, GET_ACL_DEFINITION,
 };
@@ -31,10 +34,10 @@ pub use auth_result::LuaAuthResult;
 pub use credential_files::{CredentialFile, CredentialFiles, DEFAULT_CREDENTIALS_CHECK_INTERVAL};
 pub use duration::{deserialize_duration, deserialize_optional_duration, parse_duration};
 pub use events::{Bytes, EventDecl, SerdeArg};
-pub use keysource::KeySource;
 pub use kumo_module::{call_sync, get_or_create_module, kumo_module};
 pub use loader::{ModuleRegistrar, PolicyLoader};
 pub use pool::{PolicyError, PolicyPool};
+pub use pool_settings::{PoolSettings, DEFAULT_LUA_MEMORY_LIMIT};
 pub use verdict_cache::{
     LoginGeneration, Verdict, VerdictCache, VerdictKey, REFUSED_VERDICT_TTL, VERDICT_CACHE_CAPACITY,
 };
@@ -56,13 +59,19 @@ pub fn cpu_bound<T>(work: impl FnOnce() -> T) -> T {
 /// Convert a Lua parameter table into a serde struct, turning serde's
 /// message (which names an unknown key) into a Lua error.
 pub fn from_lua_params<T: serde::de::DeserializeOwned>(
-    lua: &mlua::Lua,
+    _lua: &mlua::Lua,
     value: mlua::Value,
 ) -> mlua::Result<T> {
-    use mlua::LuaSerdeExt;
-    lua.from_value_with(
-        value,
-        mlua::DeserializeOptions::new().deny_unsupported_types(false),
-    )
-    .map_err(|err| mlua::Error::RuntimeError(format!("invalid parameters: {err}")))
+    let options = mlua::DeserializeOptions::new().deny_unsupported_types(false);
+    let deserializer = mlua::serde::Deserializer::new_with_options(value, options);
+    // The path names the key at fault, however deep (`tcp_keepalive.time`).
+    serde_path_to_error::deserialize(deserializer).map_err(|err| {
+        let path = err.path().to_string();
+        let inner = err.into_inner();
+        if path == "." {
+            mlua::Error::RuntimeError(format!("invalid parameters: {inner}"))
+        } else {
+            mlua::Error::RuntimeError(format!("invalid parameters: {path}: {inner}"))
+        }
+    })
 }

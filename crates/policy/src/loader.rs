@@ -1,4 +1,5 @@
 use crate::kumo_module;
+use crate::pool_settings::PoolSettings;
 use anyhow::Context;
 use mlua::Lua;
 use std::path::{Path, PathBuf};
@@ -12,6 +13,7 @@ pub type ModuleRegistrar = Arc<dyn Fn(&Lua) -> mlua::Result<()> + Send + Sync>;
 pub struct PolicyLoader {
     path: PathBuf,
     registrars: Vec<ModuleRegistrar>,
+    settings: Arc<PoolSettings>,
 }
 
 impl PolicyLoader {
@@ -20,7 +22,13 @@ impl PolicyLoader {
         PolicyLoader {
             path: path.into(),
             registrars,
+            settings: Arc::new(PoolSettings::default()),
         }
+    }
+
+    /// The pool limits the states are built with (and the policy may set).
+    pub fn settings(&self) -> &Arc<PoolSettings> {
+        &self.settings
     }
 
     /// The policy file.
@@ -32,6 +40,8 @@ impl PolicyLoader {
     /// `package.path` including the policy's directory, then run the file.
     pub fn load(&self) -> anyhow::Result<Lua> {
         let lua = Lua::new();
+        lua.set_memory_limit(self.settings.memory_limit())
+            .map_err(lua_error_to_anyhow)?;
         self.prepare(&lua).map_err(lua_error_to_anyhow)?;
         let code = std::fs::read(&self.path)
             .with_context(|| format!("reading policy {}", self.path.display()))?;
@@ -54,7 +64,7 @@ impl PolicyLoader {
         let dir = dir.display();
         package.set("path", format!("{dir}/?.lua;{dir}/?/init.lua;{old_path}"))?;
 
-        kumo_module::register(lua)?;
+        kumo_module::register(lua, &self.settings)?;
         for registrar in &self.registrars {
             registrar(lua)?;
         }

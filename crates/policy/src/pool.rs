@@ -1,11 +1,13 @@
 use crate::kumo_module;
 use crate::loader::lua_error_to_anyhow;
+use crate::pool_settings::PoolSettings;
 use crate::{EventDecl, PolicyLoader};
 use mlua::{FromLuaMulti, HookTriggers, IntoLuaMulti, Lua, VmState};
 use parking_lot::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use tokio::sync::{oneshot, Semaphore};
 
 /// How many VM instructions run between two checks of a call's deadline.
 const DEADLINE_CHECK_INSTRUCTIONS: u32 = 10_000;
@@ -23,7 +25,8 @@ pub enum PolicyError {
         event: &'static str,
         message: String,
     },
-    /// The handler ran past the call timeout.
+    /// The handler ran past the call timeout (or waited that long for a
+    /// free call slot).
     #[error("event '{event}' handler did not return within {timeout:?}")]
     Timeout {
         event: &'static str,
@@ -31,60 +34,67 @@ pub enum PolicyError {
     },
 }
 
-struct IdleState {
+/// A loaded state and what the pool knows about it.
+struct PooledState {
     lua: Lua,
     epoch: u64,
+    /// Bytes in use right after loading: growth past this (plus
+    /// [`PoolSettings::collect_after_growth`]) is collected before reuse.
+    baseline_memory: usize,
 }
 
 struct PoolInner {
     loader: PolicyLoader,
-    idle: Mutex<Vec<IdleState>>,
+    idle: Mutex<Vec<PooledState>>,
     epoch: AtomicU64,
-    max_idle: usize,
     call_timeout: Duration,
+    /// Calls running at once; each holds a blocking thread.
+    call_slots: Arc<Semaphore>,
 }
 
 /// A pool of loaded Lua states. Each concurrent call takes its own state, so
 /// callers never queue behind one another; states return to the pool after
 /// the call. Bumping the config epoch retires old states lazily: they are
 /// dropped instead of being returned.
+///
+/// Calls never run Lua on an async worker: each runs on a thread of tokio's
+/// blocking pool (at most [`PoolSettings::max_concurrent_calls`] at once),
+/// which drives the handler's async functions with the runtime's handle. A
+/// handler that spins, sleeps in C or allocates without bound therefore
+/// cannot stall relays or other logins; its caller gets a refusal at the
+/// deadline whatever the handler does, and the state it used is discarded.
 #[derive(Clone)]
 pub struct PolicyPool {
     inner: Arc<PoolInner>,
 }
 
 impl PolicyPool {
-    /// A pool for `loader`. Loads one state now so a broken policy is
-    /// reported at start, and keeps up to `max_idle` idle states.
-    pub fn new(
-        loader: PolicyLoader,
-        max_idle: usize,
-        call_timeout: Duration,
-    ) -> anyhow::Result<Self> {
-        let first = loader.load()?;
+    /// A pool for `loader`, whose calls are bounded by `call_timeout`. Loads
+    /// one state now so a broken policy is reported at start. How many idle
+    /// states are kept and how much memory each may use come from the
+    /// loader's [`PoolSettings`] (which the policy may change).
+    pub fn new(loader: PolicyLoader, call_timeout: Duration) -> anyhow::Result<Self> {
+        let slots = loader.settings().max_concurrent_calls();
         let pool = PolicyPool {
             inner: Arc::new(PoolInner {
                 loader,
-                idle: Mutex::new(Vec::with_capacity(max_idle)),
+                idle: Mutex::new(Vec::new()),
                 epoch: AtomicU64::new(0),
-                max_idle: max_idle.max(1),
                 call_timeout,
+                call_slots: Arc::new(Semaphore::new(slots)),
             }),
         };
-        pool.give_back(first, 0);
+        let first = pool.load_state(0).map_err(|err| match err {
+            PolicyError::Load(err) => err,
+            other => anyhow::anyhow!("{other}"),
+        })?;
+        pool.give_back(first);
         Ok(pool)
     }
 
-    /// A pool size matched to the machine: two idle states per core.
-    pub fn default_max_idle() -> usize {
-        std::thread::available_parallelism()
-            .map_or(4, |n| n.get() * 2)
-            .max(4)
-    }
-
-    /// The loader this pool builds states with.
-    pub fn loader(&self) -> &PolicyLoader {
-        &self.inner.loader
+    /// The settings shared with the loader and the policy.
+    pub fn settings(&self) -> &Arc<PoolSettings> {
+        self.inner.loader.settings()
     }
 
     /// The current config epoch.
@@ -92,49 +102,81 @@ impl PolicyPool {
         self.inner.epoch.load(Ordering::Acquire)
     }
 
+    /// How many loaded states are idle now.
+    pub fn idle_states(&self) -> usize {
+        self.inner.idle.lock().len()
+    }
+
     /// Reload the policy: build a state from the file as it is now and, only
     /// if that works, start a new epoch so older states are retired. A
-    /// policy that no longer loads leaves the running one in place.
+    /// policy that no longer loads leaves the running one in place. Blocks
+    /// while loading: async callers run it with `spawn_blocking`.
     pub fn bump_epoch(&self) -> anyhow::Result<u64> {
         let fresh = self.inner.loader.load()?;
         let epoch = self.inner.epoch.fetch_add(1, Ordering::AcqRel) + 1;
+        let baseline_memory = fresh.used_memory();
         let mut idle = self.inner.idle.lock();
         idle.clear();
-        idle.push(IdleState { lua: fresh, epoch });
+        idle.push(PooledState {
+            lua: fresh,
+            epoch,
+            baseline_memory,
+        });
         Ok(epoch)
     }
 
-    /// Take a state of the current epoch, building one if none is idle.
-    fn take(&self) -> Result<(Lua, u64), PolicyError> {
+    fn load_state(&self, epoch: u64) -> Result<PooledState, PolicyError> {
+        let lua = self.inner.loader.load().map_err(PolicyError::Load)?;
+        let baseline_memory = lua.used_memory();
+        Ok(PooledState {
+            lua,
+            epoch,
+            baseline_memory,
+        })
+    }
+
+    /// Take a state of the current epoch, loading one if none is idle.
+    /// Blocking: never called on an async worker once serving.
+    fn take(&self) -> Result<PooledState, PolicyError> {
         let epoch = self.epoch();
         {
             let mut idle = self.inner.idle.lock();
             while let Some(state) = idle.pop() {
                 if state.epoch == epoch {
-                    return Ok((state.lua, epoch));
+                    return Ok(state);
                 }
             }
         }
-        let lua = self.inner.loader.load().map_err(PolicyError::Load)?;
-        Ok((lua, epoch))
+        self.load_state(epoch)
     }
 
-    fn give_back(&self, lua: Lua, epoch: u64) {
-        if epoch != self.epoch() {
+    /// Return a state after a call: dropped when its epoch is over or the
+    /// pool holds enough spares; collected first when the call left it
+    /// noticeably larger than it was after loading.
+    fn give_back(&self, state: PooledState) {
+        if state.epoch != self.epoch() {
             return;
         }
+        let settings = self.settings();
+        if state.lua.used_memory() > state.baseline_memory + settings.collect_after_growth() {
+            // A failed collection leaves a state we do not trust.
+            if state.lua.gc_collect().is_err() {
+                return;
+            }
+        }
         let mut idle = self.inner.idle.lock();
-        if idle.len() < self.inner.max_idle {
-            idle.push(IdleState { lua, epoch });
+        if idle.len() < settings.max_spare_states() {
+            idle.push(state);
         }
     }
 
-    /// Run `f` with a state of the current epoch (synchronous work, such as
-    /// calling `proxy_init`). The state goes back to the pool afterwards.
+    /// Run `f` with a state of the current epoch (synchronous work at
+    /// start-up, such as calling `proxy_init`). The state goes back to the
+    /// pool afterwards.
     pub fn with_state<T>(&self, f: impl FnOnce(&Lua) -> anyhow::Result<T>) -> anyhow::Result<T> {
-        let (lua, epoch) = self.take()?;
-        let result = f(&lua);
-        self.give_back(lua, epoch);
+        let state = self.take().map_err(|err| anyhow::anyhow!("{err}"))?;
+        let result = f(&state.lua);
+        self.give_back(state);
         result
     }
 
@@ -148,31 +190,73 @@ impl PolicyPool {
     }
 
     /// Call the handler for `event`. `Ok(None)` means no handler is
-    /// registered. The call is bounded by the pool's call timeout, both as a
-    /// wall-clock timeout and as a VM deadline that stops runaway loops.
+    /// registered. The whole call, including the wait for a free call slot,
+    /// ends by the pool's call timeout: a result that would arrive later is
+    /// refused ([`PolicyError::Timeout`]) and its state discarded.
     pub async fn call<A, R>(
         &self,
         event: &EventDecl<A, R>,
         args: A,
     ) -> Result<Option<R>, PolicyError>
     where
+        A: IntoLuaMulti + Send + 'static,
+        R: FromLuaMulti + Send + 'static,
+    {
+        let event = event.name;
+        let timeout = self.inner.call_timeout;
+        let timed_out = || PolicyError::Timeout { event, timeout };
+        let now = tokio::time::Instant::now();
+        let deadline = now.checked_add(timeout).unwrap_or(now);
+        let slot = tokio::time::timeout_at(deadline, self.inner.call_slots.clone().acquire_owned())
+            .await
+            .map_err(|_| timed_out())?
+            .expect("the call semaphore is never closed");
+        let (sender, receiver) = oneshot::channel();
+        let pool = self.clone();
+        let runtime = tokio::runtime::Handle::current();
+        let wall_now = Instant::now();
+        let remaining = deadline.duration_since(tokio::time::Instant::now());
+        let wall_deadline = wall_now.checked_add(remaining).unwrap_or(wall_now);
+        tokio::task::spawn_blocking(move || {
+            let outcome = pool.call_blocking::<A, R>(&runtime, event, args, wall_deadline);
+            drop(slot);
+            let _ = sender.send(outcome);
+        });
+        match tokio::time::timeout_at(deadline, receiver).await {
+            Ok(Ok(outcome)) => outcome,
+            // The sender is dropped only if the blocking task panicked.
+            Ok(Err(_)) => Err(PolicyError::Handler {
+                event,
+                message: "policy call aborted".into(),
+            }),
+            Err(_) => Err(timed_out()),
+        }
+    }
+
+    /// The body of [`PolicyPool::call`], on a blocking thread.
+    fn call_blocking<A, R>(
+        &self,
+        runtime: &tokio::runtime::Handle,
+        event: &'static str,
+        args: A,
+        deadline: Instant,
+    ) -> Result<Option<R>, PolicyError>
+    where
         A: IntoLuaMulti,
         R: FromLuaMulti,
     {
-        let (lua, epoch) = self.take()?;
+        let state = self.take()?;
         let handler_error = |err: mlua::Error| PolicyError::Handler {
-            event: event.name,
+            event,
             message: err.to_string(),
         };
-        let Some(handler) = kumo_module::handler(&lua, event.name).map_err(handler_error)? else {
-            self.give_back(lua, epoch);
+        let Some(handler) = kumo_module::handler(&state.lua, event).map_err(handler_error)? else {
+            self.give_back(state);
             return Ok(None);
         };
-        let timeout = self.inner.call_timeout;
-        let thread = lua.create_thread(handler).map_err(handler_error)?;
-        // Hooks are per Lua thread; a pure-Lua loop never yields to tokio,
-        // so only a VM hook can stop it.
-        let deadline = Instant::now() + timeout;
+        let thread = state.lua.create_thread(handler).map_err(handler_error)?;
+        // Hooks are per Lua thread; a pure-Lua loop never returns to us, so
+        // only a VM hook can stop it.
         thread.set_hook(
             HookTriggers::new().every_nth_instruction(DEADLINE_CHECK_INSTRUCTIONS),
             move |_lua, _debug| {
@@ -185,26 +269,42 @@ impl PolicyPool {
                 }
             },
         );
-        let outcome = tokio::time::timeout(timeout, thread.into_async::<R>(args)).await;
+        let outcome = runtime.block_on(thread.into_async::<R>(args));
+        if Instant::now() > deadline {
+            // The caller has already answered; whatever the handler did to
+            // this state (a C call that blocked, a half-run coroutine) is
+            // not carried into the next call.
+            return Err(PolicyError::Timeout {
+                event,
+                timeout: self.inner.call_timeout,
+            });
+        }
         match outcome {
-            Ok(Ok(value)) => {
-                self.give_back(lua, epoch);
+            Ok(value) => {
+                self.give_back(state);
                 Ok(Some(value))
             }
             // A raised error is an ordinary outcome (`kumo.reject`, a
             // refused login): the coroutine that raised is finished and the
             // state is as reusable as after a success, so it goes back
-            // rather than costing the next caller a policy reload.
-            Ok(Err(err)) => {
-                self.give_back(lua, epoch);
+            // rather than costing the next caller a policy reload. Running
+            // out of memory is not: that state is dropped whole.
+            Err(err) => {
+                if !is_memory_error(&err) {
+                    self.give_back(state);
+                }
                 Err(handler_error(err))
             }
-            // A call cut off mid-await may leave its coroutine suspended:
-            // that state is not reused.
-            Err(_) => Err(PolicyError::Timeout {
-                event: event.name,
-                timeout,
-            }),
         }
+    }
+}
+
+/// Whether `err` (or what it wraps) is Lua's out-of-memory error.
+fn is_memory_error(err: &mlua::Error) -> bool {
+    match err {
+        mlua::Error::MemoryError(_) => true,
+        mlua::Error::CallbackError { cause, .. } => is_memory_error(cause),
+        mlua::Error::WithContext { cause, .. } => is_memory_error(cause),
+        _ => false,
     }
 }

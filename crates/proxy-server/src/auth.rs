@@ -72,6 +72,8 @@ pub async fn authenticate(
         Err(reason) => (AuthDecision::Refused((*reason).clone()), false),
     };
     let user = String::from_utf8_lossy(username);
+    // Escaped: a username is client bytes and must not forge log lines.
+    let user = user.escape_debug();
     match &decision {
         AuthDecision::Accepted(_) => {
             debug!(peer = %peer, user = %user, cached, "RFC 1929 login accepted")

@@ -1,5 +1,6 @@
 //! The parameters of `proxy.start_proxy_listener { ... }`.
 
+use crate::destination::deserialize_ip_ranges;
 pub use http_listener::AuthFailureLimitSetting;
 use policy::{deserialize_duration, KeySource};
 use serde::Deserialize;
@@ -69,6 +70,12 @@ pub struct ProxyListenerParams {
         deserialize_with = "deserialize_duration"
     )]
     pub auth_cache_ttl: Duration,
+
+    /// Destination addresses CONNECT may not reach (IPs or CIDRs). Unset:
+    /// loopback, unspecified, link-local, multicast, broadcast and this
+    /// process's own listeners; a list (even `{}`) replaces all of that.
+    #[serde(default, deserialize_with = "deserialize_ip_ranges")]
+    pub prohibited_destinations: Option<Vec<ipnet::IpNet>>,
 }
 
 /// `tcp_keepalive = { enabled, time, interval, retries }`.
@@ -123,6 +130,7 @@ impl ProxyListenerParams {
             max_connections: default_max_connections(),
             auth_failure_limit: AuthFailureLimitSetting::default(),
             auth_cache_ttl: default_auth_cache_ttl(),
+            prohibited_destinations: None,
         }
     }
 

@@ -43,7 +43,7 @@ pub async fn bind_listeners(
     requested: Vec<HttpListenerParams>,
     policy: Option<PolicyPool>,
     registry: Arc<Registry>,
-    set_log_filter: LogFilterSetter,
+    set_log_filter: Option<LogFilterSetter>,
 ) -> anyhow::Result<Vec<HttpListener>> {
     if requested.is_empty() {
         return Ok(Vec::new());
@@ -51,7 +51,6 @@ pub async fn bind_listeners(
     let Some(policy) = policy else {
         anyhow::bail!("HTTP listeners need a policy (--proxy-config)");
     };
-    let services =
-        HttpServices::with_default_acl(policy, registry, Some(set_log_filter), openapi());
+    let services = HttpServices::with_default_acl(policy, registry, set_log_filter, openapi());
     HttpListener::bind_all(requested, services, routes).await
 }

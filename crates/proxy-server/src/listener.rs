@@ -2,11 +2,13 @@
 
 use crate::auth::LoginCache;
 use crate::config::ProxyListenerParams;
+use crate::destination::{DestinationGuard, OwnListeners};
 use crate::metrics::{ListenerMetrics, ProxyMetrics};
 use crate::relay::{BufferPool, PipePool};
 use crate::session::serve_client;
-use aaa::FailureLimiter;
+use aaa::{FailureLimiter, ListenerFailureLimit};
 use anyhow::Context;
+use ipnet::IpNet;
 use policy::{AaaContext, PolicyPool};
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -25,8 +27,11 @@ pub struct ListenerContext {
     pub pipes: Arc<PipePool>,
     /// Copy buffers for plain-TCP relays without splice.
     pub buffers: BufferPool,
-    /// Per-IP login failure limit; `None` when disabled.
-    pub failure_limiter: Option<FailureLimiter>,
+    /// Per-client login failure limit (the process's table, this
+    /// listener's thresholds); `None` when disabled.
+    pub failure_limiter: Option<ListenerFailureLimit>,
+    /// Which resolved addresses CONNECT may reach.
+    pub destinations: DestinationGuard,
     /// Set when clients must speak TLS first.
     pub tls: Option<tls::TlsAcceptor>,
     /// `kumo.aaa`'s state: CONNECT/BIND authorization and accounting;
@@ -36,47 +41,71 @@ pub struct ListenerContext {
     pub login_cache: LoginCache,
 }
 
+/// What every SOCKS listener of the process shares.
+pub struct ProxyShared {
+    /// `None` in legacy mode.
+    pub policy: Option<PolicyPool>,
+    pub metrics: ProxyMetrics,
+    pub pipes: Arc<PipePool>,
+    /// One login failure table for all SOCKS listeners.
+    pub failure_limiter: Arc<FailureLimiter>,
+    /// The process's listening addresses, refused as destinations.
+    pub own_listeners: Arc<OwnListeners>,
+    /// Ranges exempted from the default prohibited destinations
+    /// (legacy mode's `--allow-destination`).
+    pub allow_destinations: Vec<IpNet>,
+}
+
 /// A bound listener, ready to run.
 pub struct ProxyListener {
     listener: TcpListener,
     local_addr: SocketAddr,
     ctx: Arc<ListenerContext>,
     slots: Arc<Semaphore>,
+    refusal_log: daemon::LogThrottle,
 }
 
 impl ProxyListener {
     /// Bind the listener and log its real address.
-    pub async fn bind(
-        params: ProxyListenerParams,
-        policy: Option<PolicyPool>,
-        metrics: &ProxyMetrics,
-        pipes: Arc<PipePool>,
-    ) -> anyhow::Result<Self> {
+    pub async fn bind(params: ProxyListenerParams, shared: &ProxyShared) -> anyhow::Result<Self> {
         let tls = params.tls_acceptor()?;
         let listener = crate::outbound::tuned_listener(params.listen, &params.tcp_keepalive)
             .with_context(|| format!("binding proxy listener {}", params.listen))?;
         let local_addr = listener.local_addr()?;
         info!(tls = tls.is_some(), "proxy listener on {local_addr}");
         let slots = Arc::new(Semaphore::new(params.max_connections));
-        let failure_limiter = params.auth_failure_limit.limiter();
+        let failure_limiter = params.auth_failure_limit.limiter(&shared.failure_limiter);
+        let destinations = DestinationGuard::new(
+            params.prohibited_destinations.as_deref(),
+            shared.allow_destinations.clone(),
+            shared.own_listeners.clone(),
+        );
+        let policy = shared.policy.clone();
         let aaa = policy.as_ref().and_then(AaaContext::of);
         let ctx = Arc::new(ListenerContext {
             login_cache: LoginCache::new(params.auth_cache_ttl, aaa.clone()),
             aaa,
             failure_limiter,
+            destinations,
             tls,
             buffers: BufferPool::default(),
             params,
             policy,
-            metrics: metrics.for_listener(&local_addr.to_string()),
-            pipes,
+            metrics: shared.metrics.for_listener(&local_addr.to_string()),
+            pipes: shared.pipes.clone(),
         });
         Ok(ProxyListener {
             listener,
             local_addr,
             ctx,
             slots,
+            refusal_log: daemon::LogThrottle::default(),
         })
+    }
+
+    /// The bound address.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
     }
 
     /// Accept clients until `shutdown` is cancelled; sessions are spawned on
@@ -98,7 +127,9 @@ impl ProxyListener {
             self.ctx.metrics.connections_accepted.inc();
             let Ok(slot) = self.slots.clone().try_acquire_owned() else {
                 self.ctx.metrics.connections_rejected.inc();
-                warn!(peer = %peer, limit = self.ctx.params.max_connections, "max_connections reached; closing new client");
+                if let Some(held_back) = self.refusal_log.allow() {
+                    warn!(peer = %peer, limit = self.ctx.params.max_connections, held_back, "max_connections reached; closing new client (held_back: refusals not logged in the last second)");
+                }
                 drop(client);
                 continue;
             };

@@ -1,42 +1,23 @@
 //! `proxy-server`: a SOCKS5 proxy whose RFC 1929 logins are decided by the
 //! Lua event `proxy_server_auth_rfc1929`. Drop-in for KumoMTA's proxy-server.
-
-mod auth;
-mod config;
-mod http_api;
-mod listener;
-mod lua_api;
-mod metrics;
-mod outbound;
-mod relay;
-mod session;
+//! The proxy itself is the library; this file parses flags and signals.
 
 use anyhow::Context;
 use clap::Parser;
-use config::ProxyListenerParams;
-use listener::ProxyListener;
-use lua_api::{ListenerRequests, PROXY_INIT};
-use metrics::ProxyMetrics;
-use policy::{AaaContext, PolicyLoader, PolicyPool};
-use prometheus_client::registry::Registry;
+use http_listener::LogFilterSetter;
+use ipnet::IpNet;
+use proxy_server::{http_api, metrics::ProxyMetrics, ProxyConfig, ProxyServer};
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
-use tracing::{info, warn};
-
-/// How long live sessions may drain after SIGINT/SIGTERM.
-const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
-/// Bound on one call into the policy (auth events).
-const POLICY_CALL_TIMEOUT: Duration = Duration::from_secs(10);
+use tracing::info;
 
 #[derive(Debug, Parser)]
 #[command(version, about = "SOCKS5 proxy with Lua-decided RFC 1929 logins")]
 struct Cli {
     /// The Lua policy; its proxy_init event defines the listeners.
-    #[arg(long, value_name = "FILE.lua", conflicts_with_all = ["listen", "no_splice", "timeout_seconds"])]
+    #[arg(long, value_name = "FILE.lua", conflicts_with_all = ["listen", "no_splice", "timeout_seconds", "allow_destination"])]
     proxy_config: Option<PathBuf>,
 
     /// Legacy mode: listen here without a policy (no auth). Repeatable.
@@ -50,6 +31,11 @@ struct Cli {
     /// Legacy mode: handshake and connect timeout in seconds.
     #[arg(long, value_name = "N")]
     timeout_seconds: Option<u64>,
+
+    /// Legacy mode: exempt this range (IP or CIDR) from the prohibited
+    /// destinations (loopback, link-local, ...). Repeatable.
+    #[arg(long, value_name = "CIDR", value_parser = parse_range)]
+    allow_destination: Vec<IpNet>,
 
     /// Load and check the policy (running proxy_init), then exit 0 or 1.
     #[arg(long, requires = "proxy_config")]
@@ -74,6 +60,10 @@ struct Cli {
     /// A tool instead of the server (`hash-password`).
     #[command(subcommand)]
     tool: Option<daemon::Tool>,
+}
+
+fn parse_range(text: &str) -> Result<IpNet, String> {
+    proxy_server::destination::parse_ip_range(text)
 }
 
 fn main() -> std::process::ExitCode {
@@ -108,130 +98,47 @@ fn main() -> std::process::ExitCode {
     })
 }
 
-/// What the command line asks the proxy to serve.
-struct Plan {
-    listeners: Vec<ProxyListenerParams>,
-    http_listeners: Vec<http_listener::HttpListenerParams>,
-    policy: Option<PolicyPool>,
-}
-
-fn plan(cli: &Cli) -> anyhow::Result<Plan> {
+/// `set_log_filter` backs the policy's `kumo.set_diagnostic_log_filter`.
+fn config(cli: &Cli, set_log_filter: LogFilterSetter) -> anyhow::Result<ProxyConfig> {
     if let Some(path) = &cli.proxy_config {
-        let requests = Arc::new(ListenerRequests::default());
-        let loader = PolicyLoader::new(
-            path,
-            vec![
-                lua_api::registrar(requests.clone()),
-                policy::aaa_registrar(AaaContext::new()),
-                policy_lib::registrar(policy_lib::PolicyLibrary::new()),
-            ],
-        );
-        let pool = PolicyPool::new(loader, PolicyPool::default_max_idle(), POLICY_CALL_TIMEOUT)?;
-        requests.open();
-        let init = pool.with_state(call_proxy_init);
-        let requested = requests.close();
-        init?;
-        let listeners = requested.proxy;
-        if listeners.is_empty() {
-            anyhow::bail!(
-                "{}: proxy_init defined no listener (call proxy.start_proxy_listener)",
-                path.display()
-            );
-        }
-        return Ok(Plan {
-            listeners,
-            http_listeners: requested.http,
-            policy: Some(pool),
-        });
+        let library = policy_lib::PolicyLibrary::with_log_filter(set_log_filter);
+        return ProxyConfig::from_policy_with(path, library);
     }
     if cli.listen.is_empty() {
         anyhow::bail!("either --proxy-config FILE.lua or at least one --listen ADDR is required");
     }
     let timeout = Duration::from_secs(cli.timeout_seconds.unwrap_or(60).max(1));
-    Ok(Plan {
-        listeners: cli
-            .listen
-            .iter()
-            .map(|addr| ProxyListenerParams::legacy(*addr, !cli.no_splice, timeout))
-            .collect(),
-        http_listeners: Vec::new(),
-        policy: None,
-    })
+    Ok(ProxyConfig::legacy(
+        &cli.listen,
+        !cli.no_splice,
+        timeout,
+        cli.allow_destination.clone(),
+    ))
 }
 
-/// Run the policy's `proxy_init` handler, if any.
-fn call_proxy_init(lua: &mlua::Lua) -> anyhow::Result<()> {
-    match policy::call_sync(lua, &PROXY_INIT, ()) {
-        Ok(Some(())) => Ok(()),
-        Ok(None) => anyhow::bail!("the policy has no proxy_init handler"),
-        Err(err) => Err(anyhow::anyhow!("proxy_init failed: {err}")),
-    }
-}
-
-async fn run(cli: Cli, set_log_filter: http_listener::LogFilterSetter) -> anyhow::Result<()> {
+async fn run(cli: Cli, set_log_filter: LogFilterSetter) -> anyhow::Result<()> {
     // Handlers exist before any listener logs that it is ready, so a signal
     // sent right after that line is a clean shutdown, not a kill.
     let signals = daemon::ShutdownSignals::install().context("installing signal handlers")?;
     daemon::raise_fd_limit();
-    let plan = plan(&cli)?;
+    let config = config(&cli, set_log_filter.clone())?;
     if cli.validate {
-        for params in &plan.listeners {
-            params.tls_acceptor()?;
-        }
-        for params in &plan.http_listeners {
-            params.tls_acceptor()?;
-        }
-        println!("policy OK: {} listener(s) defined", plan.listeners.len());
+        config.check_tls()?;
+        println!("policy OK: {} listener(s) defined", config.listeners.len());
         return Ok(());
     }
-    let aaa = plan.policy.as_ref().and_then(AaaContext::of);
-    let mut registry = Registry::default();
-    let metrics = ProxyMetrics::register(&mut registry);
-    let pipes = Arc::new(relay::PipePool::default());
-    let mut bound = Vec::new();
-    for params in plan.listeners {
-        bound
-            .push(ProxyListener::bind(params, plan.policy.clone(), &metrics, pipes.clone()).await?);
-    }
-    let http_listeners = http_api::bind_listeners(
-        plan.http_listeners,
-        plan.policy.clone(),
-        Arc::new(registry),
-        set_log_filter,
-    )
-    .await?;
+    let server = ProxyServer::bind(config, Some(set_log_filter)).await?;
     let shutdown = CancellationToken::new();
-    let sessions = TaskTracker::new();
-    let mut accept_loops = Vec::new();
-    for listener in bound {
-        accept_loops.push(tokio::spawn(
-            listener.run(shutdown.clone(), sessions.clone()),
-        ));
-    }
-    for listener in http_listeners {
-        accept_loops.push(tokio::spawn(
-            listener.run(shutdown.clone(), sessions.clone()),
-        ));
-    }
-    signals.wait().await;
-    info!("shutting down: no new connections, draining sessions for up to {SHUTDOWN_GRACE:?}");
-    shutdown.cancel();
-    for accept_loop in accept_loops {
-        let _ = accept_loop.await;
-    }
-    sessions.close();
-    if tokio::time::timeout(SHUTDOWN_GRACE, sessions.wait())
-        .await
-        .is_err()
-    {
-        warn!(
-            remaining = sessions.len(),
-            "sessions still open after the grace period; exiting"
+    let stop = shutdown.clone();
+    tokio::spawn(async move {
+        signals.wait().await;
+        info!(
+            "shutting down: no new connections, draining sessions for up to {:?}",
+            proxy_server::SHUTDOWN_GRACE
         );
-    }
-    if let Some(aaa) = aaa {
-        aaa.close_accounting();
-    }
+        stop.cancel();
+    });
+    server.run(shutdown).await?;
     info!("stopped");
     Ok(())
 }

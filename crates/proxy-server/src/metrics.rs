@@ -139,6 +139,8 @@ proxy_metrics! {
         "RFC 1929 logins refused without calling the policy because the client IP is blocked";
     idle_timeouts: CounterFamily = "counter", "proxy_idle_timeouts",
         "relayed sessions closed after idle_timeout";
+    destinations_refused: CounterFamily = "counter", "proxy_destinations_refused",
+        "resolved CONNECT destination addresses refused (prohibited_destinations or the ACL)";
     auth_callback_seconds: HistogramFamily = "histogram", "proxy_auth_callback_latency_seconds",
         "time spent in proxy_server_auth_rfc1929";
 }

@@ -6,7 +6,6 @@ use socks5::{ReplyCode, TargetAddr};
 use std::io;
 use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
-use std::time::Duration;
 use tokio::net::{TcpSocket, TcpStream};
 
 /// Why an outbound connection could not be made, with the reply to send.
@@ -101,9 +100,12 @@ pub fn tuned_listener(
     socket.listen(LISTEN_BACKLOG)
 }
 
-/// Resolve `target` (domain names asynchronously) into candidate addresses,
-/// keeping only those of the source address's family when one is bound.
-async fn resolve(
+/// Resolve `target` into the canonical addresses a connection would use
+/// (domain names asynchronously; every numeric spelling the resolver takes,
+/// such as `127.1` or `0x7f000001`, comes back as the address it means;
+/// IPv4-mapped IPv6 becomes IPv4), keeping only those of the source
+/// address's family when one is bound.
+pub async fn resolve(
     target: &TargetAddr,
     source: Option<SocketAddr>,
 ) -> Result<Vec<SocketAddr>, OutboundError> {
@@ -117,13 +119,12 @@ async fn resolve(
             })?
             .collect(),
     };
-    let matching: Vec<SocketAddr> = match source {
-        Some(source) => addrs
-            .into_iter()
-            .filter(|a| a.is_ipv4() == source.is_ipv4())
-            .collect(),
-        None => addrs,
-    };
+    let mut matching: Vec<SocketAddr> = addrs
+        .into_iter()
+        .map(crate::destination::canonical)
+        .filter(|a| source.is_none_or(|source| a.is_ipv4() == source.is_ipv4()))
+        .collect();
+    matching.dedup();
     if matching.is_empty() {
         return Err(OutboundError {
             reply: ReplyCode::HostUnreachable,
@@ -136,52 +137,38 @@ async fn resolve(
     Ok(matching)
 }
 
-/// Connect to `target`, from `source` when given, trying every resolved
-/// address in turn; the whole attempt is bounded by `timeout`.
-pub async fn connect(
-    target: &TargetAddr,
+/// Connect to the first of `addrs` that answers, from `source` when given.
+/// The caller bounds the whole attempt.
+pub async fn connect_any(
+    addrs: &[SocketAddr],
     source: Option<SocketAddr>,
-    timeout: Duration,
     keepalive: &TcpKeepaliveParams,
 ) -> Result<TcpStream, OutboundError> {
-    let attempt = async {
-        let mut last_error = None;
-        for addr in resolve(target, source).await? {
-            let socket = match source {
-                Some(source) => bound_socket(source)
-                    .map_err(|err| OutboundError::io(format!("binding {source}"), &err))?,
-                None => {
-                    new_socket(addr).map_err(|err| OutboundError::io("creating socket", &err))?
-                }
-            };
-            match socket.connect(addr).await {
-                Ok(stream) => {
-                    tune_stream(&stream, keepalive);
-                    return Ok(stream);
-                }
-                Err(err) => {
-                    last_error = Some(OutboundError::io(format!("connecting to {addr}"), &err))
-                }
+    let mut last_error = None;
+    for &addr in addrs {
+        let socket = match source {
+            Some(source) => bound_socket(source)
+                .map_err(|err| OutboundError::io(format!("binding {source}"), &err))?,
+            None => new_socket(addr).map_err(|err| OutboundError::io("creating socket", &err))?,
+        };
+        match socket.connect(addr).await {
+            Ok(stream) => {
+                tune_stream(&stream, keepalive);
+                return Ok(stream);
             }
+            Err(err) => last_error = Some(OutboundError::io(format!("connecting to {addr}"), &err)),
         }
-        Err(last_error.unwrap_or_else(|| OutboundError {
-            reply: ReplyCode::HostUnreachable,
-            message: format!("no address to connect to for {target}"),
-        }))
-    };
-    tokio::time::timeout(timeout, attempt)
-        .await
-        .unwrap_or_else(|_| {
-            Err(OutboundError {
-                reply: ReplyCode::TtlExpired,
-                message: format!("connecting to {target} timed out after {timeout:?}"),
-            })
-        })
+    }
+    Err(last_error.unwrap_or_else(|| OutboundError {
+        reply: ReplyCode::HostUnreachable,
+        message: "no address to connect to".into(),
+    }))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     /// The per-client `setsockopt` calls are skipped on the promise that
     /// accepted sockets inherit the listener's options; hold Linux to it.

@@ -10,9 +10,11 @@ use std::io;
 use std::net::Shutdown;
 use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+// tokio's clock, so the idle timeout can be tested under a paused clock.
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, Interest};
 use tokio::net::TcpStream;
+use tokio::time::Instant;
 
 /// What a pipe grows to once a splice filled it: bulk transfers then move
 /// more per syscall. Grown only on demand, since every pipe page counts
@@ -250,7 +252,13 @@ where
 {
     let mut buf = vec![0u8; COPY_BUFFER];
     loop {
-        let n = from.read(&mut buf).await?;
+        let n = match from.read(&mut buf).await {
+            Ok(n) => n,
+            // A TLS peer that closes its TCP side without close_notify has
+            // ended its direction; the other one goes on.
+            Err(err) if err.kind() == io::ErrorKind::UnexpectedEof => 0,
+            Err(err) => return Err(err),
+        };
         if n == 0 {
             // Shutdown errors mean the peer is gone; nothing left to tell it.
             let _ = to.shutdown().await;

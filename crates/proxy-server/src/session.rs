@@ -3,6 +3,7 @@
 //! `timeout`.
 
 use crate::auth::{authenticate, AuthDecision};
+use crate::destination::Prohibited;
 use crate::listener::ListenerContext;
 use crate::outbound::{self, OutboundError};
 use crate::relay::{self, RelayCounters, RelayOutcome};
@@ -14,9 +15,10 @@ use socks5::{
 };
 use std::io;
 use std::net::{Ipv4Addr, SocketAddr};
-use std::time::Instant;
+// tokio's clock, so tests can pause and advance it.
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
+use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
 /// The longest handshake message (a 255-byte username and password).
@@ -51,6 +53,8 @@ pub enum SessionError {
     },
     #[error("{0}")]
     Outbound(#[from] OutboundError),
+    #[error("{0}")]
+    Prohibited(#[from] Prohibited),
 }
 
 /// The handshake's side of a client stream: the bytes received but not yet
@@ -59,7 +63,8 @@ struct HandshakeIo<S> {
     stream: S,
     received: Vec<u8>,
     out: Vec<u8>,
-    ctx_timeout: std::time::Duration,
+    /// When the whole handshake must be over.
+    deadline: tokio::time::Instant,
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> HandshakeIo<S> {
@@ -87,7 +92,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> HandshakeIo<S> {
                 }
             }
         };
-        tokio::time::timeout(self.ctx_timeout, read)
+        tokio::time::timeout_at(self.deadline, read)
             .await
             .map_err(|_| SessionError::Timeout(step))?
     }
@@ -95,7 +100,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> HandshakeIo<S> {
     /// Write the output buffer, within the timeout.
     async fn flush(&mut self, step: &'static str) -> Result<(), SessionError> {
         let write = self.stream.write_all(&self.out);
-        tokio::time::timeout(self.ctx_timeout, write)
+        tokio::time::timeout_at(self.deadline, write)
             .await
             .map_err(|_| SessionError::Timeout(step))??;
         self.out.clear();
@@ -119,51 +124,25 @@ struct Connected {
     early_data: Vec<u8>,
 }
 
-/// Negotiate with the client up to a successful CONNECT.
+/// Negotiate with the client up to a successful CONNECT. The whole
+/// handshake, greeting to CONNECT reply, shares one deadline.
 async fn negotiate<S: AsyncRead + AsyncWrite + Unpin>(
     io: &mut HandshakeIo<S>,
     peer: SocketAddr,
     local: SocketAddr,
     ctx: &ListenerContext,
 ) -> Result<Connected, SessionError> {
-    let greeting = io.read_message("greeting", parse_greeting).await?;
-    let method = if greeting.offers(AuthMethod::USERNAME_PASSWORD) && ctx.policy.is_some() {
-        AuthMethod::USERNAME_PASSWORD
-    } else if ctx.params.require_auth {
-        AuthMethod::NO_ACCEPTABLE
-    } else if greeting.offers(AuthMethod::NO_AUTH) {
-        AuthMethod::NO_AUTH
-    } else {
-        AuthMethod::NO_ACCEPTABLE
-    };
-    encode_method_selection(method, &mut io.out);
-    io.flush("method selection").await?;
-    if method == AuthMethod::NO_ACCEPTABLE {
-        return Err(SessionError::NoAcceptableMethod);
-    }
-
+    let method = select_method(io, ctx).await?;
     // Who the requests are checked for: the login's AuthInfo, or an
     // anonymous peer when no login was asked for.
-    let mut auth = AuthInfo {
-        peer_address: Some(peer.ip()),
-        ..AuthInfo::default()
-    };
-    if method == AuthMethod::USERNAME_PASSWORD {
-        let (username, password) = io
-            .read_message("authentication", |buf| {
-                Ok(parse_userpass_request(buf)?
-                    .map(|req| (req.username.to_vec(), Secret::new(req.password))))
-            })
-            .await?;
-        let accepted = login(ctx, &username, &password, peer, local).await;
-        encode_userpass_status(accepted.is_some(), &mut io.out);
-        io.flush("authentication status").await?;
-        match accepted {
-            Some(info) => auth = info,
-            None => return Err(SessionError::LoginRefused),
+    let auth = if method == AuthMethod::USERNAME_PASSWORD {
+        authenticate_client(io, ctx, peer, local).await?
+    } else {
+        AuthInfo {
+            peer_address: Some(peer.ip()),
+            ..AuthInfo::default()
         }
-    }
-
+    };
     let mut source: Option<SocketAddr> = None;
     loop {
         let request = match io.read_message("request", parse_request).await {
@@ -183,76 +162,209 @@ async fn negotiate<S: AsyncRead + AsyncWrite + Unpin>(
                 return Err(SessionError::UdpAssociate);
             }
             Command::Bind => {
-                let TargetAddr::Ip(address) = request.address else {
-                    io.reply(ReplyCode::AddressTypeNotSupported, unspecified())
-                        .await?;
-                    return Err(SessionError::Bind {
-                        address: request.address,
-                        message: "a source address must be an IP address".into(),
-                    });
-                };
-                let resource = Resource::proxy_source(local, address.ip());
-                authorize(io, ctx, &auth, resource, "bind").await?;
-                // Binding now both validates the address and tells the
-                // client what it will be; the CONNECT binds it again.
-                match outbound::bound_socket(address).and_then(|socket| socket.local_addr()) {
-                    Ok(bound) => {
-                        debug!(peer = %peer, source = %address, "BIND selects source address");
-                        source = Some(address);
-                        io.reply(ReplyCode::Succeeded, bound).await?;
-                    }
-                    Err(err) => {
-                        io.reply(ReplyCode::from_io_error(&err), unspecified())
-                            .await?;
-                        return Err(SessionError::Bind {
-                            address: request.address,
-                            message: err.to_string(),
-                        });
-                    }
-                }
+                source = Some(select_source(io, ctx, &auth, local, request.address).await?);
             }
             Command::Connect => {
-                let resource = match &request.address {
-                    TargetAddr::Ip(addr) => {
-                        Resource::proxy_destination(local, &addr.ip().to_string(), addr.port())
-                    }
-                    TargetAddr::Domain(host, port) => {
-                        Resource::proxy_destination(local, host, *port)
-                    }
-                };
-                authorize(io, ctx, &auth, resource, "connect").await?;
-                let connected = outbound::connect(
-                    &request.address,
+                let target = Target {
+                    requested: request.address,
                     source,
-                    ctx.params.timeout,
-                    &ctx.params.tcp_keepalive,
-                )
-                .await;
-                return match connected {
-                    Ok(dest) => {
-                        ctx.metrics.outbound_connections.inc();
-                        let bound = dest.local_addr()?;
-                        debug!(peer = %peer, target = %request.address, via = %bound, "CONNECT established");
-                        io.reply(ReplyCode::Succeeded, bound).await?;
-                        Ok(Connected {
-                            dest,
-                            early_data: std::mem::take(&mut io.received),
-                        })
-                    }
-                    Err(err) => {
-                        io.reply(err.reply, unspecified()).await?;
-                        Err(SessionError::Outbound(err))
-                    }
                 };
+                return connect(io, ctx, &auth, local, target).await;
             }
         }
     }
 }
 
-/// Check `privilege` on `resource` for `auth` with `kumo.aaa` (legacy mode
-/// checks nothing); a refusal is answered with reply `02`.
-async fn authorize<S: AsyncRead + AsyncWrite + Unpin>(
+/// Read the greeting and answer with the method to use.
+async fn select_method<S: AsyncRead + AsyncWrite + Unpin>(
     io: &mut HandshakeIo<S>,
+    ctx: &ListenerContext,
+) -> Result<AuthMethod, SessionError> {
+    let greeting = io.read_message("greeting", parse_greeting).await?;
+    let method = if greeting.offers(AuthMethod::USERNAME_PASSWORD) && ctx.policy.is_some() {
+        AuthMethod::USERNAME_PASSWORD
+    } else if ctx.params.require_auth {
+        AuthMethod::NO_ACCEPTABLE
+    } else if greeting.offers(AuthMethod::NO_AUTH) {
+        AuthMethod::NO_AUTH
+    } else {
+        AuthMethod::NO_ACCEPTABLE
+    };
+    encode_method_selection(method, &mut io.out);
+    io.flush("method selection").await?;
+    if method == AuthMethod::NO_ACCEPTABLE {
+        return Err(SessionError::NoAcceptableMethod);
+    }
+    Ok(method)
+}
+
+/// Read the RFC 1929 login, decide it and answer; the AuthInfo of an
+/// accepted login.
+async fn authenticate_client<S: AsyncRead + AsyncWrite + Unpin>(
+    io: &mut HandshakeIo<S>,
+    ctx: &ListenerContext,
+    peer: SocketAddr,
+    local: SocketAddr,
+) -> Result<AuthInfo, SessionError> {
+    let (username, password) = io
+        .read_message("authentication", |buf| {
+            Ok(parse_userpass_request(buf)?
+                .map(|req| (req.username.to_vec(), Secret::new(req.password))))
+        })
+        .await?;
+    let accepted = login(ctx, &username, &password, peer, local).await;
+    encode_userpass_status(accepted.is_some(), &mut io.out);
+    io.flush("authentication status").await?;
+    accepted.ok_or(SessionError::LoginRefused)
+}
+
+/// `BIND` with an IP address: authorize it as the source of the next
+/// CONNECT and answer with the address. The client chooses the address,
+/// never the port: the kernel picks one at connect time.
+async fn select_source<S: AsyncRead + AsyncWrite + Unpin>(
+    io: &mut HandshakeIo<S>,
+    ctx: &ListenerContext,
+    auth: &AuthInfo,
+    local: SocketAddr,
+    requested: TargetAddr,
+) -> Result<SocketAddr, SessionError> {
+    let TargetAddr::Ip(address) = requested else {
+        io.reply(ReplyCode::AddressTypeNotSupported, unspecified())
+            .await?;
+        return Err(SessionError::Bind {
+            address: requested,
+            message: "a source address must be an IP address".into(),
+        });
+    };
+    let address = SocketAddr::new(address.ip().to_canonical(), 0);
+    let resource = Resource::proxy_source(local, address.ip());
+    if let Err(err) = check_access(ctx, auth, resource, "bind").await {
+        io.reply(ReplyCode::NotAllowedByRuleset, unspecified())
+            .await?;
+        return Err(err);
+    }
+    // Binding now both validates the address and tells the client what it
+    // will be; the CONNECT binds it again.
+    match outbound::bound_socket(address).and_then(|socket| socket.local_addr()) {
+        Ok(bound) => {
+            debug!(source = %address, "BIND selects source address");
+            io.reply(ReplyCode::Succeeded, bound).await?;
+            Ok(address)
+        }
+        Err(err) => {
+            io.reply(ReplyCode::from_io_error(&err), unspecified())
+                .await?;
+            Err(SessionError::Bind {
+                address: requested,
+                message: err.to_string(),
+            })
+        }
+    }
+}
+
+/// What a CONNECT asks for.
+struct Target {
+    /// The destination as the client wrote it.
+    requested: TargetAddr,
+    /// The source address an earlier BIND selected.
+    source: Option<SocketAddr>,
+}
+
+/// `CONNECT`: authorize the requested name, resolve it, keep the addresses
+/// that are neither prohibited nor denied by the ACL, and connect to the
+/// first that answers. Every decision is on the address connected to.
+async fn connect<S: AsyncRead + AsyncWrite + Unpin>(
+    io: &mut HandshakeIo<S>,
+    ctx: &ListenerContext,
+    auth: &AuthInfo,
+    local: SocketAddr,
+    target: Target,
+) -> Result<Connected, SessionError> {
+    if let TargetAddr::Domain(host, port) = &target.requested {
+        // DNS names are case-insensitive and may end in a dot.
+        let name = host.trim_end_matches('.').to_ascii_lowercase();
+        let resource = Resource::proxy_destination(local, &name, *port);
+        if let Err(err) = check_access(ctx, auth, resource, "connect").await {
+            io.reply(ReplyCode::NotAllowedByRuleset, unspecified())
+                .await?;
+            return Err(err);
+        }
+    }
+    let connected =
+        match tokio::time::timeout_at(io.deadline, reach(ctx, auth, local, &target)).await {
+            Ok(result) => result,
+            Err(_) => Err(SessionError::Outbound(OutboundError {
+                reply: ReplyCode::TtlExpired,
+                message: format!("connecting to {} timed out", target.requested),
+            })),
+        };
+    match connected {
+        Ok(dest) => {
+            ctx.metrics.outbound_connections.inc();
+            let bound = dest.local_addr()?;
+            debug!(target = %target.requested, via = %bound, "CONNECT established");
+            io.reply(ReplyCode::Succeeded, bound).await?;
+            Ok(Connected {
+                dest,
+                early_data: std::mem::take(&mut io.received),
+            })
+        }
+        Err(err) => {
+            let code = match &err {
+                SessionError::Outbound(outbound) => outbound.reply,
+                _ => ReplyCode::NotAllowedByRuleset,
+            };
+            io.reply(code, unspecified()).await?;
+            Err(err)
+        }
+    }
+}
+
+/// Resolve the target, filter its addresses and connect.
+async fn reach(
+    ctx: &ListenerContext,
+    auth: &AuthInfo,
+    local: SocketAddr,
+    target: &Target,
+) -> Result<TcpStream, SessionError> {
+    let candidates = outbound::resolve(&target.requested, target.source).await?;
+    let mut allowed = Vec::with_capacity(candidates.len());
+    let mut refusal = None;
+    for addr in candidates {
+        match allowed_destination(ctx, auth, local, addr).await {
+            Ok(()) => allowed.push(addr),
+            Err(err) => {
+                ctx.metrics.destinations_refused.inc();
+                debug!(target = %target.requested, address = %addr, error = %err, "destination address refused");
+                refusal = Some(err);
+            }
+        }
+    }
+    if allowed.is_empty() {
+        return Err(refusal.unwrap_or(SessionError::NotAllowed {
+            privilege: "connect",
+            resource: target.requested.to_string(),
+        }));
+    }
+    Ok(outbound::connect_any(&allowed, target.source, &ctx.params.tcp_keepalive).await?)
+}
+
+/// Whether the resolved `addr` may be connected to: not prohibited, and
+/// allowed by `kumo.aaa` under its own resource names.
+async fn allowed_destination(
+    ctx: &ListenerContext,
+    auth: &AuthInfo,
+    local: SocketAddr,
+    addr: SocketAddr,
+) -> Result<(), SessionError> {
+    ctx.destinations.check(addr)?;
+    let resource = Resource::proxy_destination(local, &addr.ip().to_string(), addr.port());
+    check_access(ctx, auth, resource, "connect").await
+}
+
+/// Check `privilege` on `resource` for `auth` with `kumo.aaa` (legacy mode
+/// checks nothing).
+async fn check_access(
     ctx: &ListenerContext,
     auth: &AuthInfo,
     resource: Resource,
@@ -267,8 +379,6 @@ async fn authorize<S: AsyncRead + AsyncWrite + Unpin>(
     if decision.allow {
         return Ok(());
     }
-    io.reply(ReplyCode::NotAllowedByRuleset, unspecified())
-        .await?;
     Err(SessionError::NotAllowed {
         privilege,
         resource: decision.target_resource,
@@ -317,7 +427,7 @@ async fn check_login(
     if let Some(remaining) = ctx
         .failure_limiter
         .as_ref()
-        .and_then(|l| l.blocked_for(peer.ip(), started))
+        .and_then(|l| l.blocked_for(peer.ip(), started.into_std()))
     {
         ctx.metrics.auth_blocked.inc();
         ctx.metrics.auth_failure.inc();
@@ -336,7 +446,7 @@ async fn check_login(
         AuthDecision::Refused(_) => {
             ctx.metrics.auth_failure.inc();
             if let Some(limiter) = &ctx.failure_limiter {
-                if limiter.record_failure(peer.ip(), Instant::now()) {
+                if limiter.record_failure(peer.ip(), Instant::now().into_std()) {
                     warn!(client = %peer.ip(), "client IP blocked after repeated login failures");
                 }
             }
@@ -446,9 +556,16 @@ async fn handshake<S: AsyncRead + AsyncWrite + Unpin>(
         stream: client,
         received: Vec::with_capacity(HANDSHAKE_BUFFER),
         out: Vec::with_capacity(32),
-        ctx_timeout: ctx.params.timeout,
+        deadline: {
+            let now = tokio::time::Instant::now();
+            now.checked_add(ctx.params.timeout).unwrap_or(now)
+        },
     };
-    let mut connected = match negotiate(&mut io, peer, local, ctx).await {
+    let deadline = io.deadline;
+    let negotiated = tokio::time::timeout_at(deadline, negotiate(&mut io, peer, local, ctx))
+        .await
+        .unwrap_or(Err(SessionError::Timeout("handshake")));
+    let mut connected = match negotiated {
         Ok(connected) => connected,
         Err(err) => {
             ctx.metrics.connections_failed.inc();

@@ -27,7 +27,12 @@ fn start_example_logging_to(acct_dir: &str) -> RunningProxy {
     let policy = EXAMPLE_LUA
         .replace("'127.0.0.1:1080'", "'127.0.0.1:0'")
         .replace("'/tmp/proxy-acl-acct'", &format!("'{acct_dir}'"))
-        .replace("'1 minute'", "'1 hour'");
+        .replace("'1 minute'", "'1 hour'")
+        // The destinations here are all on loopback: only the ACL decides.
+        .replace(
+            "require_auth = true,",
+            "require_auth = true, prohibited_destinations = {},",
+        );
     let cmd = ProxyCommand::with_policy(&policy);
     cmd.write_file("proxy-acl.toml", EXAMPLE_TOML);
     cmd.start()
@@ -114,6 +119,29 @@ fn example_connect_rules_raw_socks() {
         &TargetAddr::Domain("localhost".into(), spawn_echo_server("127.0.0.1:0").port()),
     );
     assert_echo_round_trip(&mut stream, b"by name");
+}
+
+/// Every other spelling of a denied address is judged as the address it
+/// resolves to: numeric forms the resolver accepts, IPv4-mapped IPv6, and
+/// names that resolve to it.
+#[test]
+fn denied_addresses_are_refused_in_every_spelling() {
+    let proxy = start_example();
+    let spellings = [
+        TargetAddr::Domain("127.100".into(), 25),
+        TargetAddr::Domain("2130706532".into(), 25),
+        TargetAddr::Domain("0x7f000064".into(), 25),
+        TargetAddr::Domain("127.0.0.0144".into(), 25),
+        TargetAddr::Domain("::ffff:127.0.0.100".into(), 25),
+        TargetAddr::Domain("127.0.0.100.".into(), 25),
+        ip_target("[::ffff:127.0.0.100]:25".parse().unwrap()),
+    ];
+    for target in spellings {
+        let mut stream = connect(proxy.addr);
+        authenticate(&mut stream, Some(GOLD));
+        let reply = request(&mut stream, Command::Connect, &target);
+        assert_eq!(code(&reply), 0x02, "CONNECT {target}");
+    }
 }
 
 const PYSOCKS_CONNECT: &str = r#"

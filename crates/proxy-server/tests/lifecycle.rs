@@ -59,7 +59,13 @@ fn sigterm_stops_accepting_new_clients() {
 
 #[test]
 fn legacy_listen_relays_without_auth() {
-    let proxy = ProxyCommand::with_args(&["--listen", "127.0.0.1:0"]).start();
+    let proxy = ProxyCommand::with_args(&[
+        "--listen",
+        "127.0.0.1:0",
+        "--allow-destination",
+        "127.0.0.0/8",
+    ])
+    .start();
     let echo = spawn_echo_server("127.0.0.1:0");
     let (mut stream, _) = open_session(proxy.addr, None, &ip_target(echo));
     assert_echo_with_half_close(&mut stream, b"legacy mode");
@@ -67,7 +73,14 @@ fn legacy_listen_relays_without_auth() {
 
 #[test]
 fn legacy_no_splice_relays_a_large_payload() {
-    let proxy = ProxyCommand::with_args(&["--listen", "127.0.0.1:0", "--no-splice"]).start();
+    let proxy = ProxyCommand::with_args(&[
+        "--listen",
+        "127.0.0.1:0",
+        "--no-splice",
+        "--allow-destination",
+        "127.0.0.0/8",
+    ])
+    .start();
     let echo = spawn_echo_server("127.0.0.1:0");
     let (mut stream, _) = open_session(proxy.addr, None, &ip_target(echo));
     let payload = pattern_bytes(2 * 1024 * 1024);
@@ -95,8 +108,17 @@ fn legacy_timeout_seconds_closes_a_stalled_greeting() {
 
 #[test]
 fn legacy_mode_with_two_listeners() {
-    let proxy = ProxyCommand::with_args(&["--listen", "127.0.0.1:0", "--listen", "[::1]:0"])
-        .start_listeners(2);
+    let proxy = ProxyCommand::with_args(&[
+        "--listen",
+        "127.0.0.1:0",
+        "--listen",
+        "[::1]:0",
+        "--allow-destination",
+        "127.0.0.0/8",
+        "--allow-destination",
+        "::1",
+    ])
+    .start_listeners(2);
     let echo = spawn_echo_server("127.0.0.1:0");
     for &listener in &proxy.listeners {
         let (mut stream, _) = open_session(listener, None, &ip_target(echo));

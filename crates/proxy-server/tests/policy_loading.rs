@@ -36,6 +36,19 @@ fn unknown_listener_key_fails_start_naming_the_key() {
 }
 
 #[test]
+fn durations_past_ten_years_fail_start_naming_the_key() {
+    for keys in [
+        "idle_timeout = '11 years'",
+        "tcp_keepalive = { time = 1e12 }",
+        "auth_failure_limit = { block_for = '50 years' }",
+    ] {
+        let finished = ProxyCommand::with_policy(&policy(keys, None)).run_to_exit();
+        let key = keys.split(" = ").next().unwrap();
+        assert_start_fails(&finished, &[key, "10 years"], keys);
+    }
+}
+
+#[test]
 fn misspelled_listener_key_fails_start_naming_the_key() {
     let finished = ProxyCommand::with_policy(&policy("require_aut = true", None)).run_to_exit();
     assert_start_fails(&finished, &["require_aut"], "misspelled key");
@@ -144,7 +157,7 @@ fn kumo_start_proxy_listener_alias_works() {
     let text = format!(
         "local kumo = require 'kumo'\n\
          kumo.on('proxy_init', function()\n  \
-           kumo.start_proxy_listener {{ listen = '127.0.0.1:0', timeout = '5 seconds' }}\n\
+           kumo.start_proxy_listener {{ listen = '127.0.0.1:0', timeout = '5 seconds', prohibited_destinations = {{}} }}\n\
          end)\n\
          kumo.on('proxy_server_auth_rfc1929', function(username, password, conn_meta)\n\
          {SEED_HANDLER}\n\
@@ -161,8 +174,8 @@ fn two_listeners_from_one_policy() {
     let text = "local kumo = require 'kumo'\n\
                 local proxy = require 'proxy'\n\
                 kumo.on('proxy_init', function()\n\
-                \x20 proxy.start_proxy_listener { listen = '127.0.0.1:0' }\n\
-                \x20 proxy.start_proxy_listener { listen = '127.0.0.1:0', require_auth = true }\n\
+                \x20 proxy.start_proxy_listener { listen = '127.0.0.1:0', prohibited_destinations = {} }\n\
+                \x20 proxy.start_proxy_listener { listen = '127.0.0.1:0', require_auth = true, prohibited_destinations = {} }\n\
                 end)\n";
     let proxy = ProxyCommand::with_policy(text).start_listeners(2);
     let echo = spawn_echo_server("127.0.0.1:0");

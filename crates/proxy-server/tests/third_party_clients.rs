@@ -384,9 +384,23 @@ fn example_policy_on_port_zero() -> String {
 
 #[test]
 fn example_policy_works_with_curl_and_the_seed_credentials() {
-    let policy = example_policy_on_port_zero();
-    let proxy = RunningProxy::start(&policy);
+    let shipped = example_policy_on_port_zero();
+    // As shipped, the example refuses loopback destinations (the default),
+    // and the test's server is on loopback.
+    let strict = RunningProxy::start(&shipped);
     let http = HttpServer::start();
+    let out = curl_get(
+        "--socks5",
+        &proxy_spec(&strict, Some((USER, PASSWORD))),
+        &http.url("/"),
+    );
+    out.assert_failure("examples/proxy.lua to a loopback destination");
+    let policy = shipped.replacen(
+        "require_auth = true,",
+        "require_auth = true, prohibited_destinations = {},",
+        1,
+    );
+    let proxy = RunningProxy::start(&policy);
     let out = curl_get(
         "--socks5",
         &proxy_spec(&proxy, Some((USER, PASSWORD))),

@@ -100,6 +100,40 @@ fn socks_over_tls_with_login_relays_bytes_intact() {
     assert_eq!(rest, EOF_TRAILER);
 }
 
+/// A server that reads its client to EOF, then answers `size` bytes.
+fn spawn_answer_after_eof(size: usize) -> SocketAddr {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        let (mut conn, _) = listener.accept().unwrap();
+        let mut request = Vec::new();
+        conn.read_to_end(&mut request).unwrap();
+        conn.write_all(&pattern_bytes(size)).unwrap();
+    });
+    addr
+}
+
+/// A client that ends its direction with a bare TCP FIN (no TLS
+/// close_notify) still receives the whole other direction.
+#[test]
+fn a_fin_without_close_notify_ends_only_that_direction() {
+    const ANSWER: usize = 1_000_000;
+    let server = spawn_answer_after_eof(ANSWER);
+    let proxy = RunningProxy::start(&tls_policy(""));
+    let mut stream = tls_connect(proxy.addr);
+    assert_eq!(
+        socks_login_connect(&mut stream, USER, PASSWORD, server),
+        ReplyCode::Succeeded
+    );
+    stream.write_all(b"request").unwrap();
+    stream.flush().unwrap();
+    stream.sock.shutdown(std::net::Shutdown::Write).unwrap();
+    let mut answer = Vec::new();
+    stream.read_to_end(&mut answer).unwrap();
+    assert_eq!(answer.len(), ANSWER);
+    assert!(answer == pattern_bytes(ANSWER));
+}
+
 #[test]
 fn wrong_password_over_tls_is_refused() {
     let echo = spawn_echo_server("127.0.0.1:0");

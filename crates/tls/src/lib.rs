@@ -5,8 +5,8 @@
 //! listeners (SOCKS5 over TLS, STARTTLS). It knows nothing of sockets or
 //! protocols beyond handing out acceptors and connectors.
 
+use aaa::KeySource;
 use anyhow::{bail, Context};
-use policy::KeySource;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::{verify_tls12_signature, verify_tls13_signature, CryptoProvider};
 use rustls::pki_types::pem::PemObject;

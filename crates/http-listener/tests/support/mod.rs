@@ -47,7 +47,7 @@ impl TestListener {
         let dir = tempfile::tempdir().unwrap();
         let path = write_policy(dir.path(), policy_text);
         let loader = PolicyLoader::new(&path, vec![]);
-        let policy = PolicyPool::new(loader, 4, Duration::from_secs(5)).unwrap();
+        let policy = PolicyPool::new(loader, Duration::from_secs(5)).unwrap();
         let mut params = serde_json::json!({"listen": "127.0.0.1:0"});
         for (key, value) in params_json.as_object().unwrap() {
             params[key] = value.clone();

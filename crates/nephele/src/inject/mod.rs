@@ -101,47 +101,95 @@ pub async fn inject_v1(
         )
             .into_response();
     };
-    let valid = match request::parse(&body) {
-        Ok(valid) => valid,
+    let (valid, templates) = match prepare(&body) {
+        Ok(prepared) => prepared,
         Err(err) => {
             info!(peer = %conn.peer, "injection refused: {err}");
             return err.into_response();
         }
     };
-    let templates = match Templates::compile(&valid.request) {
-        Ok(templates) => templates,
-        Err(err) => {
-            info!(peer = %conn.peer, "injection refused: {err}");
-            return err.into_response();
-        }
-    };
-    let http_auth = http_auth_value(&auth, &conn);
     let mut outcome = Outcome::default();
-    let mut to_spool = Vec::new();
-    let mut discarded = Vec::new();
+    let generated = generate_all(
+        &service.policy,
+        &templates,
+        &valid,
+        &auth,
+        &conn,
+        &mut outcome,
+    )
+    .await;
+    let status = commit(
+        spool,
+        queues,
+        &service.logs,
+        generated.to_spool,
+        &mut outcome,
+        &conn,
+    )
+    .await;
+    for (message, key) in generated.discarded {
+        reception(&service.logs, &message, &key);
+        debug!(id = %message.id(), "queue null: discarded");
+        outcome.success_count += 1;
+    }
+    debug!(peer = %conn.peer, success = outcome.success_count, failed = outcome.failed_recipients.len(), "injection done");
+    (status, Json(outcome.into_response_body())).into_response()
+}
+
+/// Parse and check the body, then compile its templates: nothing is
+/// generated for a request refused here.
+fn prepare(body: &[u8]) -> Result<(ValidRequest, Templates), RequestError> {
+    let valid = request::parse(body)?;
+    let templates = Templates::compile(&valid.request)?;
+    Ok((valid, templates))
+}
+
+/// The messages the policy accepted, split by whether their queue is
+/// `null` (discarded, never spooled).
+#[derive(Default)]
+struct Generated {
+    to_spool: Vec<(Message, QueueKey)>,
+    discarded: Vec<(Message, QueueKey)>,
+}
+
+/// [`generate`] each recipient's message; a refused one goes to `outcome`.
+async fn generate_all(
+    policy: &PolicyPool,
+    templates: &Templates,
+    valid: &ValidRequest,
+    auth: &AuthInfo,
+    conn: &ConnectionInfo,
+    outcome: &mut Outcome,
+) -> Generated {
+    let http_auth = http_auth_value(auth, conn);
+    let mut generated = Generated::default();
     for index in 0..valid.recipients.len() {
-        match generate(
-            &service.policy,
-            &templates,
-            &valid,
-            index,
-            &auth,
-            &http_auth,
-            &conn,
-        )
-        .await
-        {
+        match generate(policy, templates, valid, index, auth, &http_auth, conn).await {
             Ok(message) => {
                 let key = QueueKey::for_message(&message);
                 if key.is_null() {
-                    discarded.push((message, key));
+                    generated.discarded.push((message, key));
                 } else {
-                    to_spool.push((message, key));
+                    generated.to_spool.push((message, key));
                 }
             }
             Err(text) => outcome.fail(&valid.request.recipients[index].email, &text),
         }
     }
+    generated
+}
+
+/// Commit `to_spool` in one spool transaction, then log and queue each
+/// message; if the commit fails, every one of them fails (`500`): nothing
+/// is acknowledged that is not durable.
+async fn commit(
+    spool: &GroupCommitter,
+    queues: &Arc<QueueManager>,
+    logs: &LocalLogger,
+    to_spool: Vec<(Message, QueueKey)>,
+    outcome: &mut Outcome,
+    conn: &ConnectionInfo,
+) -> StatusCode {
     let entries = to_spool
         .iter()
         .map(|(message, _)| SpoolEntry {
@@ -150,33 +198,26 @@ pub async fn inject_v1(
             data: message.data().to_vec(),
         })
         .collect();
-    let mut status = StatusCode::OK;
     match spool.store(entries, COMMIT_TIMEOUT).await {
         Ok(()) => {
             for (message, key) in to_spool {
-                reception(&service.logs, &message, &key);
+                reception(logs, &message, &key);
                 queues.insert(message, key);
                 outcome.success_count += 1;
             }
+            StatusCode::OK
         }
         Err(err) => {
             error!(peer = %conn.peer, count = to_spool.len(), "spool commit failed: {err}");
-            status = StatusCode::INTERNAL_SERVER_ERROR;
             for (message, _) in &to_spool {
                 outcome.fail(
                     &message.recipient().email(),
                     &format!("spool commit failed: {err}"),
                 );
             }
+            StatusCode::INTERNAL_SERVER_ERROR
         }
     }
-    for (message, key) in discarded {
-        reception(&service.logs, &message, &key);
-        debug!(id = %message.id(), "queue null: discarded");
-        outcome.success_count += 1;
-    }
-    debug!(peer = %conn.peer, success = outcome.success_count, failed = outcome.failed_recipients.len(), "injection done");
-    (status, Json(outcome.into_response_body())).into_response()
 }
 
 #[derive(Default)]

@@ -211,7 +211,9 @@ impl SmtpConnection {
         bytes: &[u8],
         timeout: Duration,
     ) -> Result<SmtpReply, SmtpError> {
-        let deadline = tokio::time::Instant::now() + timeout;
+        let now = tokio::time::Instant::now();
+        // An unrepresentable deadline times out at once rather than panic.
+        let deadline = now.checked_add(timeout).unwrap_or(now);
         tokio::time::timeout_at(deadline, self.stream.write_all(bytes))
             .await
             .map_err(|_| SmtpError::Timeout { stage, timeout })?

@@ -22,6 +22,7 @@ use mx::MxAnswer;
 use policy::PolicyPool;
 use pool::{ConnectionPool, IdleConnection, PoolKey};
 use session::{Failure, Sent, Session};
+use std::borrow::Cow;
 use std::hash::{BuildHasher, Hasher};
 use std::net::SocketAddr;
 use std::time::Instant;
@@ -72,55 +73,33 @@ impl SmtpDeliverer {
         message: &Message,
     ) -> (Outcome, Via) {
         let mut via = Via::default();
+        let outcome = self
+            .attempt(config, domain, hosts, message, &mut via)
+            .await
+            .unwrap_or_else(|failed_early| failed_early);
+        (outcome, via)
+    }
+
+    /// Egress source, destination hosts, egress path; then a pooled
+    /// connection to the same site, else a new one. `Err` is an outcome
+    /// reached before any connection was tried.
+    async fn attempt(
+        &self,
+        config: &QueueConfig,
+        domain: &str,
+        hosts: &[String],
+        message: &Message,
+        via: &mut Via,
+    ) -> Result<Outcome, Outcome> {
         let epoch = self.policy.epoch();
-        let source = match self.egress_source(config).await {
-            Ok(source) => source,
-            Err(text) => return (transient((4, 3, 0), text), via),
-        };
+        let source = self
+            .egress_source(config)
+            .await
+            .map_err(|text| transient((4, 3, 0), text))?;
         via.egress_source = Some(source.name.clone());
-        let looked_up;
-        let hosts = if hosts.is_empty() {
-            looked_up = match mx::lookup(&self.resolver, domain).await {
-                Ok(MxAnswer::Hosts(found)) => found,
-                Ok(MxAnswer::NullMx) => {
-                    return (
-                        Outcome::Permanent(Response::new(
-                            556,
-                            (5, 1, 10),
-                            format!("{domain} accepts no mail (null MX)"),
-                        )),
-                        via,
-                    )
-                }
-                Ok(MxAnswer::NoSuchDomain) => {
-                    return (
-                        Outcome::Permanent(Response::new(
-                            550,
-                            (5, 1, 2),
-                            format!("{domain} does not exist (NXDOMAIN)"),
-                        )),
-                        via,
-                    )
-                }
-                Err(text) => return (transient((4, 4, 4), text), via),
-            };
-            looked_up.as_slice()
-        } else {
-            hosts
-        };
+        let hosts = self.destination_hosts(domain, hosts).await?;
         let site = hosts.join(",");
-        let args = (domain.to_owned(), source.name.clone(), site.clone());
-        let path = match self.policy.call(&GET_EGRESS_PATH_CONFIG, args).await {
-            Ok(Some(Some(path))) => path.0,
-            Ok(_) => EgressPath::default(),
-            Err(err) => {
-                let text = crate::policy_error_text(&err);
-                return (
-                    transient((4, 3, 0), format!("get_egress_path_config failed: {text}")),
-                    via,
-                );
-            }
-        };
+        let path = self.egress_path(domain, &source, &site).await?;
         let key = PoolKey {
             epoch,
             source: source.name.clone(),
@@ -132,42 +111,84 @@ impl SmtpDeliverer {
             path: &path,
             tls: &self.tls,
             ehlo_name,
-            host: hosts_host(hosts, addr),
+            host: hosts_host(&hosts, addr),
         };
         while let Some(idle) = self.pool.take(&key) {
             via.peer_address = Some(idle.peer.to_string());
             if let Some(outcome) = self.send(&session(idle.peer), idle, &key, message).await {
-                return (outcome, via);
+                return Ok(outcome);
             }
         }
+        let allowed = allowed_addresses(&self.resolver, &hosts, &path, &site).await?;
+        Ok(self
+            .send_over_new_connection(&allowed, session, &key, message, via)
+            .await)
+    }
 
-        let addresses = match resolve(&self.resolver, hosts, path.smtp_port).await {
-            Ok(addresses) => addresses,
-            Err(text) => return (transient((4, 4, 4), text), via),
-        };
-        let allowed: Vec<SocketAddr> = addresses
-            .iter()
-            .copied()
-            .filter(|addr| !path.is_prohibited(addr.ip()))
-            .collect();
-        if allowed.is_empty() {
-            return (
-                Outcome::Permanent(Response::new(
-                    550,
-                    (5, 4, 4),
-                    format!("every destination of {site} is in prohibited_hosts: {addresses:?}"),
-                )),
-                via,
-            );
+    /// The configured `hosts`, else the domain's MX hosts; a null MX or a
+    /// domain that does not exist bounces.
+    async fn destination_hosts<'h>(
+        &self,
+        domain: &str,
+        hosts: &'h [String],
+    ) -> Result<Cow<'h, [String]>, Outcome> {
+        if !hosts.is_empty() {
+            return Ok(Cow::Borrowed(hosts));
         }
+        match mx::lookup(&self.resolver, domain).await {
+            Ok(MxAnswer::Hosts(found)) => Ok(Cow::Owned(found)),
+            Ok(MxAnswer::NullMx) => Err(Outcome::Permanent(Response::new(
+                556,
+                (5, 1, 10),
+                format!("{domain} accepts no mail (null MX)"),
+            ))),
+            Ok(MxAnswer::NoSuchDomain) => Err(Outcome::Permanent(Response::new(
+                550,
+                (5, 1, 2),
+                format!("{domain} does not exist (NXDOMAIN)"),
+            ))),
+            Err(text) => Err(transient((4, 4, 4), text)),
+        }
+    }
+
+    /// `get_egress_path_config(domain, source, site)`, or the defaults.
+    async fn egress_path(
+        &self,
+        domain: &str,
+        source: &EgressSource,
+        site: &str,
+    ) -> Result<EgressPath, Outcome> {
+        let args = (domain.to_owned(), source.name.clone(), site.to_owned());
+        match self.policy.call(&GET_EGRESS_PATH_CONFIG, args).await {
+            Ok(Some(Some(path))) => Ok(path.0),
+            Ok(_) => Ok(EgressPath::default()),
+            Err(err) => {
+                let text = crate::policy_error_text(&err);
+                Err(transient(
+                    (4, 3, 0),
+                    format!("get_egress_path_config failed: {text}"),
+                ))
+            }
+        }
+    }
+
+    /// Try each address in turn until one connects and its transaction
+    /// ends; a connection-level failure moves on to the next address.
+    async fn send_over_new_connection<'s>(
+        &self,
+        addresses: &[SocketAddr],
+        session: impl Fn(SocketAddr) -> Session<'s>,
+        key: &PoolKey,
+        message: &Message,
+        via: &mut Via,
+    ) -> Outcome {
         let mut last = None;
-        for addr in allowed {
+        for &addr in addresses {
             via.peer_address = Some(addr.to_string());
             let session = session(addr);
             match session.open(addr).await {
-                // A connection-level failure moves on to the next host.
                 Err(Failure::Connect(response)) => last = Some(response),
-                Err(Failure::Transaction(outcome)) => return (outcome, via),
+                Err(Failure::Transaction(outcome)) => return outcome,
                 Ok(conn) => {
                     let idle = IdleConnection {
                         conn,
@@ -175,16 +196,15 @@ impl SmtpDeliverer {
                         deliveries: 0,
                         expires: Instant::now(),
                     };
-                    let outcome = self.send(&session, idle, &key, message).await;
-                    let outcome = outcome.unwrap_or_else(|| {
+                    let outcome = self.send(&session, idle, key, message).await;
+                    return outcome.unwrap_or_else(|| {
                         transient((4, 4, 2), format!("{addr} closed the new connection"))
                     });
-                    return (outcome, via);
                 }
             }
         }
         let response = last.expect("at least one address was tried");
-        (Outcome::Transient(response), via)
+        Outcome::Transient(response)
     }
 
     /// Send over `idle`, keeping it in the pool when it may carry more;
@@ -206,7 +226,8 @@ impl SmtpDeliverer {
         };
         idle.deliveries += 1;
         if reusable && idle.deliveries < session.path.max_deliveries_per_connection {
-            idle.expires = Instant::now() + session.path.idle_timeout;
+            let now = Instant::now();
+            idle.expires = now.checked_add(session.path.idle_timeout).unwrap_or(now);
             self.pool.put(key.clone(), idle);
         } else {
             idle.conn.quit().await;
@@ -309,6 +330,32 @@ async fn resolve(
         ));
     }
     Ok(addresses)
+}
+
+/// The addresses of `hosts` outside the path's `prohibited_hosts`; none
+/// left bounces.
+async fn allowed_addresses(
+    resolver: &hickory_resolver::TokioResolver,
+    hosts: &[String],
+    path: &EgressPath,
+    site: &str,
+) -> Result<Vec<SocketAddr>, Outcome> {
+    let addresses = resolve(resolver, hosts, path.smtp_port)
+        .await
+        .map_err(|text| transient((4, 4, 4), text))?;
+    let allowed: Vec<SocketAddr> = addresses
+        .iter()
+        .copied()
+        .filter(|addr| !path.is_prohibited(addr.ip()))
+        .collect();
+    if allowed.is_empty() {
+        return Err(Outcome::Permanent(Response::new(
+            550,
+            (5, 4, 4),
+            format!("every destination of {site} is in prohibited_hosts: {addresses:?}"),
+        )));
+    }
+    Ok(allowed)
 }
 
 #[cfg(test)]

@@ -132,22 +132,6 @@ pub fn received(dir: &Path) -> Vec<Received> {
     out
 }
 
-/// `target/<profile>/proxy-server`, next to this test binary's `deps/`.
-pub fn proxy_bin() -> PathBuf {
-    let exe = std::env::current_exe().expect("test binary path");
-    let bin = exe
-        .parent()
-        .and_then(Path::parent)
-        .expect("target/<profile>")
-        .join("proxy-server");
-    assert!(
-        bin.exists(),
-        "{} is missing: run `cargo build -p proxy-server`",
-        bin.display()
-    );
-    bin
-}
-
 /// A proxy policy: one `require_auth` listener; the login handler appends
 /// `username peer_address local_address` to `@DIR@/proxy_calls.txt` and
 /// accepts [`PROXY_USER`]/[`PROXY_PASSWORD`]; its ACL refuses BIND to
@@ -156,7 +140,7 @@ pub const PROXY_POLICY: &str = r#"
 local kumo = require 'kumo'
 local proxy = require 'proxy'
 kumo.on('proxy_init', function()
-  proxy.start_proxy_listener { listen = '127.0.0.1:0', require_auth = true, timeout = '10 seconds' }
+  proxy.start_proxy_listener { listen = '127.0.0.1:0', require_auth = true, timeout = '10 seconds', prohibited_destinations = {} }
 end)
 kumo.on('proxy_server_auth_rfc1929', function(username, password, conn_meta)
   local f = assert(io.open('@DIR@/proxy_calls.txt', 'a'))
@@ -176,18 +160,49 @@ kumo.on('get_acl_definition', function(resource)
 end)
 "#;
 
-/// Start `proxy-server --proxy-config DIR/proxy.lua`.
-pub fn start_proxy(dir: &Path) -> Helper {
+/// A `proxy-server` run in process through its library, on its own
+/// runtime thread; stopped when dropped.
+pub struct InProcessProxy {
+    /// Its SOCKS listener.
+    pub addr: SocketAddr,
+    shutdown: tokio_util::sync::CancellationToken,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for InProcessProxy {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// Start the proxy with [`PROXY_POLICY`] (written to `DIR/proxy.lua`).
+pub fn start_proxy(dir: &Path) -> InProcessProxy {
     let path = dir.join("proxy.lua");
     let text = PROXY_POLICY.replace("@DIR@", dir.to_str().unwrap());
     std::fs::write(&path, text).unwrap();
-    let mut command = Command::new(proxy_bin());
-    command
-        .arg("--proxy-config")
-        .arg(&path)
-        .env_remove("KUMO_PROXY_LOG")
-        .env("NO_COLOR", "1");
-    spawn_with_marker(command, "proxy listener on ", true)
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let (ready, bound) = mpsc::channel();
+    let stop = shutdown.clone();
+    let thread = std::thread::spawn(move || {
+        let runtime = tokio::runtime::Runtime::new().unwrap();
+        runtime.block_on(async move {
+            let config = proxy_server::ProxyConfig::from_policy(&path).unwrap();
+            let server = proxy_server::ProxyServer::bind(config, None).await.unwrap();
+            ready.send(server.proxy_addrs()[0]).unwrap();
+            server.run(stop).await.unwrap();
+        });
+    });
+    let addr = bound
+        .recv_timeout(std::time::Duration::from_secs(60))
+        .expect("the in-process proxy binds its listener");
+    InProcessProxy {
+        addr,
+        shutdown,
+        thread: Some(thread),
+    }
 }
 
 /// The proxy's recorded logins: `username peer local` lines.

@@ -38,7 +38,7 @@ pub fn http_policy(http_listeners: &[&str], handlers: &str) -> String {
         "local kumo = require 'kumo'\n\
          local proxy = require 'proxy'\n\
          kumo.on('proxy_init', function()\n  \
-           proxy.start_proxy_listener { listen = '127.0.0.1:0', timeout = '5 seconds' }\n",
+           proxy.start_proxy_listener { listen = '127.0.0.1:0', timeout = '5 seconds', prohibited_destinations = {} }\n",
     );
     for keys in http_listeners {
         text.push_str(&format!("  proxy.start_http_listener {{ {keys} }}\n"));

@@ -46,6 +46,11 @@ pub fn policy_on(listen: &str, listener_keys: &str, auth_body: Option<&str>) -> 
     if !listener_keys.contains("timeout =") {
         keys.push_str(&format!(", timeout = {DEFAULT_STEP_TIMEOUT}"));
     }
+    // The tests' destinations listen on loopback, which is prohibited by
+    // default; tests of that default name the key themselves.
+    if !listener_keys.contains("prohibited_destinations") {
+        keys.push_str(", prohibited_destinations = {}");
+    }
     if !listener_keys.trim().is_empty() {
         keys.push_str(", ");
         keys.push_str(listener_keys);

@@ -1,4 +1,7 @@
-use anyhow::Context;
+//! [`KeySource`]: where key material comes from. It lives here, beside
+//! [`crate::Secret`], so that `tls` can take one without depending on the
+//! Lua runtime; `policy` re-exports it for the Lua parameter tables.
+
 use serde::Deserialize;
 use std::path::PathBuf;
 
@@ -18,11 +21,11 @@ pub enum KeySource {
 
 impl KeySource {
     /// Read the bytes; a missing or unreadable file is an error naming it.
-    pub fn load(&self) -> anyhow::Result<Vec<u8>> {
+    pub fn load(&self) -> std::io::Result<Vec<u8>> {
         match self {
-            KeySource::File(path) => {
-                std::fs::read(path).with_context(|| format!("reading {}", path.display()))
-            }
+            KeySource::File(path) => std::fs::read(path).map_err(|err| {
+                std::io::Error::new(err.kind(), format!("reading {}: {err}", path.display()))
+            }),
             KeySource::Data { key_data } => Ok(key_data.as_bytes().to_vec()),
         }
     }
@@ -59,7 +62,7 @@ mod tests {
         assert_eq!(file.load().unwrap(), b"pem");
 
         let missing = KeySource::File(dir.path().join("nope"));
-        let err = format!("{:#}", missing.load().unwrap_err());
+        let err = missing.load().unwrap_err().to_string();
         assert!(err.contains("nope"), "{err}");
     }
 
