@@ -2,7 +2,8 @@
 -- credential file of argon2id hashes (never clear passwords), with groups.
 --
 -- Run:  cargo run --release -p proxy-server -- --proxy-config examples/proxy-passwords.lua
--- Use:  curl --socks5 proxyuser:secretpassword@127.0.0.1:1080 http://127.0.0.1:8000/
+-- Use:  curl --socks5 proxyuser:secretpassword@127.0.0.1:1080 https://example.com/
+-- (loopback and link-local destinations stay prohibited, the default)
 --
 -- The file is users.htpasswd next to this policy, or $NEPHELE_CREDENTIALS.
 -- Edit it while the proxy runs: the change is taken within 5 seconds (a

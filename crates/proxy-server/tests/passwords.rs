@@ -198,6 +198,13 @@ fn auth_cache_ttl_remembers_logins_and_zero_disables_it() {
     assert!(bad.stderr.contains("auth_cache_ttl"), "{}", bad.stderr);
 }
 
+/// The RFC 1929 status the proxy answers to `user`/`password`.
+fn login_status(proxy: &RunningProxy, user: &str, password: &str) -> [u8; 2] {
+    let mut stream = connect(proxy.addr);
+    assert_eq!(greet(&mut stream, &[USER_PASS]), [5, USER_PASS]);
+    login(&mut stream, user.as_bytes(), password.as_bytes())
+}
+
 #[test]
 fn the_example_policy_serves_its_documented_user() {
     let example = concat!(
@@ -207,13 +214,11 @@ fn the_example_policy_serves_its_documented_user() {
     let proxy = ProxyCommand::with_args(&["--proxy-config", example])
         .env("PROXY_LISTEN", "127.0.0.1:0")
         .start();
-    let http = HttpServer::start();
-    assert!(
-        curl_login(&proxy, &http, "proxyuser", "secretpassword"),
-        "{}",
-        proxy.output_dump()
-    );
-    assert!(!curl_login(&proxy, &http, "proxyuser", "secret"));
+    // The login alone: as shipped, the example keeps the default
+    // prohibited destinations, so no loopback test server is reachable.
+    assert_eq!(login_status(&proxy, "proxyuser", "secretpassword"), [1, 0]);
+    assert_eq!(login_status(&proxy, "proxyuser", "secret"), [1, 1]);
+    assert_eq!(login_status(&proxy, "some.one", "secret"), [1, 0]);
 }
 
 #[test]
