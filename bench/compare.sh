@@ -9,7 +9,10 @@
 #   ROUNDS=3 CONN_SECS=5 CONN_WARMUP=1 CONCURRENCY=64 BULK_SECS=5 STREAMS=4
 #   PIN=1 PROXY_CPUS=1 LOAD_CPUS=0 (PIN=0: no CPU pinning)
 #   HOLD_COUNT=2000 BENCH_THREADS= (tokio workers of the load tool; default: cores)
-#   CONFIGS="direct dante microsocks microsocks-auth ours ours-auth ours-auth-argon2 ours-nosplice ours-auth-nosplice"
+#   CONFIGS="direct dante microsocks microsocks-auth ours ours-auth ours-auth-argon2 ours-nosplice ours-auth-nosplice ours-auth-sqlite"
+#                  (ours-auth-argon2: logins checked against a credential file
+#                   of argon2id hashes; ours-auth-sqlite: logins checked against
+#                   a SQLite file behind kumo.memoize, bench/proxy-auth-sqlite.lua)
 #   DANTE_AUTH=0   (1: also measure Dante's `username` method; creates and
 #                   removes a throwaway system user, since Dante checks
 #                   system passwords)
@@ -30,7 +33,7 @@ STREAMS="${STREAMS:-4}"
 HOLD_COUNT="${HOLD_COUNT:-2000}"
 DANTE_AUTH="${DANTE_AUTH:-0}"
 PROXY_LOG="${PROXY_LOG:-warn,proxy_server::listener=info}"
-DEFAULT_CONFIGS="direct dante microsocks microsocks-auth ours ours-auth ours-auth-argon2 ours-nosplice ours-auth-nosplice"
+DEFAULT_CONFIGS="direct dante microsocks microsocks-auth ours ours-auth ours-auth-argon2 ours-nosplice ours-auth-nosplice ours-auth-sqlite"
 CONFIGS="${CONFIGS:-$DEFAULT_CONFIGS}"
 if [[ "$DANTE_AUTH" == 1 && " $CONFIGS " != *" dante-auth "* ]]; then
     CONFIGS="$CONFIGS dante-auth"
@@ -108,8 +111,12 @@ wait_line() {
 }
 
 ensure_packages() {
-    local missing=() pkg
-    for pkg in dante-server microsocks; do
+    # Only what the chosen configurations use.
+    local missing=() wanted=() pkg
+    [[ " $CONFIGS " == *" dante"* ]] && wanted+=(dante-server)
+    [[ " $CONFIGS " == *" microsocks"* ]] && wanted+=(microsocks)
+    [[ " $CONFIGS " == *sqlite* ]] && wanted+=(sqlite3)
+    for pkg in "${wanted[@]}"; do
         dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
     done
     if ((${#missing[@]})); then
@@ -188,6 +195,15 @@ EOF
     fi
 }
 
+# The SQLite login database of ours-auth-sqlite (made once per run).
+ensure_auth_db() {
+    AUTH_DB="$WORK/auth.db"
+    if [[ ! -f "$AUTH_DB" ]]; then
+        sqlite3 "$AUTH_DB" "CREATE TABLE auth (user TEXT, pass TEXT);
+            INSERT INTO auth VALUES ('$AUTH_USER', '$AUTH_PASS');"
+    fi
+}
+
 ensure_dante_user() {
     if [[ -z "$CREATED_USER" ]] && ! id "$DANTE_USER" >/dev/null 2>&1; then
         useradd --system --no-create-home --shell /usr/sbin/nologin "$DANTE_USER"
@@ -241,9 +257,16 @@ start_config() {
         [[ "$config" == *auth* ]] && require_auth=true
         [[ "$config" == *nosplice* ]] && use_splice=false
         [[ "$config" == *argon2* ]] && check=argon2
-        file="$WORK/$config.lua"
-        write_policy "$file" "$require_auth" "$use_splice" "$check"
-        start_bg "$config" "${ON_PROXY_CPUS[@]}" env KUMO_PROXY_LOG="$PROXY_LOG" "$PROXY" --proxy-config "$file"
+        local env=(env KUMO_PROXY_LOG="$PROXY_LOG")
+        if [[ "$config" == *sqlite* ]]; then
+            ensure_auth_db
+            file="$ROOT/bench/proxy-auth-sqlite.lua"
+            env+=(BENCH_AUTH_DB="$AUTH_DB" BENCH_USE_SPLICE="$use_splice")
+        else
+            file="$WORK/$config.lua"
+            write_policy "$file" "$require_auth" "$use_splice" "$check"
+        fi
+        start_bg "$config" "${ON_PROXY_CPUS[@]}" "${env[@]}" "$PROXY" --proxy-config "$file"
         SERVER_PID="$BG_PID"
         addr="$(wait_line "$WORK/$config.err" 'proxy listener on 127\.0\.0\.1:[0-9]+' "$SERVER_PID")" ||
             return 1
@@ -335,6 +358,8 @@ main() {
     "$BENCH" table --input "$RESULTS" \
         --ratio ours-auth/microsocks-auth \
         --ratio ours-auth-argon2/ours-auth \
+        --ratio ours-auth-sqlite/ours-auth \
+        --ratio ours-auth-sqlite/microsocks-auth \
         --ratio ours-auth/dante \
         --ratio ours/dante \
         --ratio ours/microsocks \

@@ -94,25 +94,30 @@ fn main() -> std::process::ExitCode {
     })
 }
 
-/// Load the policy and run `init`; `set_log_filter` backs the policy's
-/// `kumo.set_diagnostic_log_filter`.
+/// Load the policy and run `pre_init`, then `init`; `set_log_filter` backs
+/// the policy's `kumo.set_diagnostic_log_filter`.
 fn load(
     path: &std::path::Path,
     set_log_filter: daemon::FilterSetter,
 ) -> anyhow::Result<(PolicyPool, InitRequested)> {
     let requests = Arc::new(InitRequests::default());
+    let library = policy_lib::PolicyLibrary::with_log_filter(set_log_filter);
     let registrars = vec![
         lua_api::registrar(requests.clone()),
         policy::aaa_registrar(policy::AaaContext::new()),
-        policy_lib::registrar(policy_lib::PolicyLibrary::with_log_filter(set_log_filter)),
+        policy_lib::registrar(library.clone()),
     ];
     let loader = PolicyLoader::new(path, registrars);
     let pool = PolicyPool::new(loader, POLICY_CALL_TIMEOUT)?;
+    pool.on_epoch_bump(Arc::new(move |_| library.bump_epoch()));
     requests.open();
-    let init = pool.with_state(|lua| match policy::call_sync(lua, &INIT, ()) {
-        Ok(Some(())) => Ok(()),
-        Ok(None) => anyhow::bail!("the policy has no init handler"),
-        Err(err) => Err(anyhow::anyhow!("init failed: {err}")),
+    let init = pool.with_state(|lua| {
+        policy::run_pre_init(lua)?;
+        match policy::call_sync(lua, &INIT, ()) {
+            Ok(Some(())) => Ok(()),
+            Ok(None) => anyhow::bail!("the policy has no init handler"),
+            Err(err) => Err(anyhow::anyhow!("init failed: {err}")),
+        }
     });
     let requested = requests.close();
     init?;

@@ -7,6 +7,7 @@
 //!
 //! It knows nothing of sockets the daemons serve, listeners or protocols.
 
+mod cache_key;
 mod cidr_map;
 mod convert;
 mod diagnostics;
@@ -15,8 +16,16 @@ mod domain_map;
 mod encode;
 mod formats;
 mod func;
+mod http;
+mod http_response;
+mod lua_errors;
+mod memo_value;
+mod memoize;
+mod redis;
+mod redis_values;
 mod regex;
 mod secrets;
+mod sqlite;
 mod string;
 #[cfg(test)]
 mod test_support;
@@ -33,6 +42,12 @@ use std::sync::Arc;
 pub struct PolicyLibrary {
     /// Backs `kumo.set_diagnostic_log_filter` (the binary's log filter).
     log_filter: Option<LogFilterSetter>,
+    /// `kumo.memoize` caches by name.
+    memoize: Arc<memoize::MemoizeRegistry>,
+    /// `redis.open` connection pools by parameters.
+    redis: Arc<redis::RedisPools>,
+    /// TLS client configurations of `kumo.http` clients.
+    http: Arc<http::HttpTls>,
 }
 
 /// Replaces the process's diagnostic log filter (`EnvFilter` syntax); the
@@ -47,13 +62,17 @@ impl PolicyLibrary {
 
     /// Fresh library state whose `kumo.set_diagnostic_log_filter` calls
     /// `set_filter`.
-    // The update syntax keeps this right as other fields are added.
-    #[allow(clippy::needless_update)]
     pub fn with_log_filter(set_filter: LogFilterSetter) -> Arc<Self> {
         Arc::new(Self {
             log_filter: Some(set_filter),
             ..Self::default()
         })
+    }
+
+    /// The config epoch was bumped (policy reload): forget what
+    /// `kumo.memoize` caches with `invalidate_with_epoch = true` hold.
+    pub fn bump_epoch(&self) {
+        self.memoize.bump_epoch();
     }
 }
 
@@ -75,5 +94,9 @@ pub fn register(lua: &Lua, library: &Arc<PolicyLibrary>) -> mlua::Result<()> {
     string::register(lua)?;
     time::register(lua)?;
     uuid::register(lua)?;
+    memoize::register(lua, &library.memoize)?;
+    sqlite::register(lua)?;
+    redis::register(lua, &library.redis)?;
+    http::register(lua, &library.http)?;
     Ok(())
 }

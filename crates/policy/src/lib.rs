@@ -34,9 +34,9 @@ pub use auth_result::LuaAuthResult;
 pub use credential_files::{CredentialFile, CredentialFiles, DEFAULT_CREDENTIALS_CHECK_INTERVAL};
 pub use duration::{deserialize_duration, deserialize_optional_duration, parse_duration};
 pub use events::{Bytes, EventDecl, SerdeArg};
-pub use kumo_module::{call_sync, get_or_create_module, kumo_module};
+pub use kumo_module::{call_sync, get_or_create_module, kumo_module, run_pre_init, PRE_INIT};
 pub use loader::{ModuleRegistrar, PolicyLoader};
-pub use pool::{PolicyError, PolicyPool};
+pub use pool::{EpochHook, PolicyError, PolicyPool};
 pub use pool_settings::{PoolSettings, DEFAULT_LUA_MEMORY_LIMIT};
 pub use verdict_cache::{
     LoginGeneration, Verdict, VerdictCache, VerdictKey, REFUSED_VERDICT_TTL, VERDICT_CACHE_CAPACITY,

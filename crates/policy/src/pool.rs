@@ -50,7 +50,12 @@ struct PoolInner {
     call_timeout: Duration,
     /// Calls running at once; each holds a blocking thread.
     call_slots: Arc<Semaphore>,
+    /// Run after each epoch bump (caches that must start afresh).
+    epoch_hooks: Mutex<Vec<EpochHook>>,
 }
+
+/// Something to do after the config epoch was bumped.
+pub type EpochHook = Arc<dyn Fn(u64) + Send + Sync>;
 
 /// A pool of loaded Lua states. Each concurrent call takes its own state, so
 /// callers never queue behind one another; states return to the pool after
@@ -82,6 +87,7 @@ impl PolicyPool {
                 epoch: AtomicU64::new(0),
                 call_timeout,
                 call_slots: Arc::new(Semaphore::new(slots)),
+                epoch_hooks: Mutex::new(Vec::new()),
             }),
         };
         let first = pool.load_state(0).map_err(|err| match err {
@@ -115,14 +121,26 @@ impl PolicyPool {
         let fresh = self.inner.loader.load()?;
         let epoch = self.inner.epoch.fetch_add(1, Ordering::AcqRel) + 1;
         let baseline_memory = fresh.used_memory();
-        let mut idle = self.inner.idle.lock();
-        idle.clear();
-        idle.push(PooledState {
-            lua: fresh,
-            epoch,
-            baseline_memory,
-        });
+        {
+            let mut idle = self.inner.idle.lock();
+            idle.clear();
+            idle.push(PooledState {
+                lua: fresh,
+                epoch,
+                baseline_memory,
+            });
+        }
+        let hooks = self.inner.epoch_hooks.lock().clone();
+        for hook in hooks {
+            hook(epoch);
+        }
         Ok(epoch)
+    }
+
+    /// Run `hook` after every successful epoch bump (a reload that failed
+    /// changes nothing and runs no hook).
+    pub fn on_epoch_bump(&self, hook: EpochHook) {
+        self.inner.epoch_hooks.lock().push(hook);
     }
 
     fn load_state(&self, epoch: u64) -> Result<PooledState, PolicyError> {

@@ -324,3 +324,15 @@ async fn a_raising_handler_does_not_cost_a_policy_reload() {
     }
     assert_eq!(std::fs::read_to_string(&loads).unwrap().lines().count(), 1);
 }
+
+#[tokio::test]
+async fn epoch_hooks_run_after_a_successful_reload_only() {
+    let (dir, pool) = pool(TABLE_POLICY);
+    let seen = std::sync::Arc::new(parking_lot::Mutex::new(Vec::new()));
+    let record = seen.clone();
+    pool.on_epoch_bump(std::sync::Arc::new(move |epoch| record.lock().push(epoch)));
+    pool.bump_epoch().unwrap();
+    write_policy(&dir, "this is not lua");
+    assert!(pool.bump_epoch().is_err());
+    assert_eq!(*seen.lock(), vec![1]);
+}

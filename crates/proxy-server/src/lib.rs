@@ -69,12 +69,16 @@ impl ProxyConfig {
             vec![
                 lua_api::registrar(requests.clone()),
                 policy::aaa_registrar(AaaContext::new()),
-                policy_lib::registrar(library),
+                policy_lib::registrar(library.clone()),
             ],
         );
         let pool = PolicyPool::new(loader, POLICY_CALL_TIMEOUT)?;
+        pool.on_epoch_bump(Arc::new(move |_| library.bump_epoch()));
         requests.open();
-        let init = pool.with_state(call_proxy_init);
+        let init = pool.with_state(|lua| {
+            policy::run_pre_init(lua)?;
+            call_proxy_init(lua)
+        });
         let requested = requests.close();
         init?;
         if requested.proxy.is_empty() {
