@@ -10,9 +10,15 @@
 #   PIN=1 PROXY_CPUS=1 LOAD_CPUS=0 (PIN=0: no CPU pinning)
 #   HOLD_COUNT=2000 BENCH_THREADS= (tokio workers of the load tool; default: cores)
 #   CONFIGS="direct dante microsocks microsocks-auth ours ours-auth ours-auth-argon2 ours-nosplice ours-auth-nosplice ours-auth-sqlite"
-#                  (ours-auth-argon2: logins checked against a credential file
-#                   of argon2id hashes; ours-auth-sqlite: logins checked against
-#                   a SQLite file behind kumo.memoize, bench/proxy-auth-sqlite.lua)
+#                  (ours-auth-argon2: logins checked against a credential
+#                   file of argon2id hashes, kumo.aaa.load_credentials)
+#                  (ours-auth-sqlite: logins checked against a SQLite file
+#                   behind kumo.memoize, bench/proxy-auth-sqlite.lua)
+#                  (ours-auth-limits: ours-auth plus per-identity
+#                   max_sessions and max_connect_rate, set far above the
+#                   load; ours-auth-fleet: the same counted in a local
+#                   redis-server through proxy.configure_shared_state,
+#                   not in the defaults)
 #   DANTE_AUTH=0   (1: also measure Dante's `username` method; creates and
 #                   removes a throwaway system user, since Dante checks
 #                   system passwords)
@@ -33,7 +39,7 @@ STREAMS="${STREAMS:-4}"
 HOLD_COUNT="${HOLD_COUNT:-2000}"
 DANTE_AUTH="${DANTE_AUTH:-0}"
 PROXY_LOG="${PROXY_LOG:-warn,proxy_server::listener=info}"
-DEFAULT_CONFIGS="direct dante microsocks microsocks-auth ours ours-auth ours-auth-argon2 ours-nosplice ours-auth-nosplice ours-auth-sqlite"
+DEFAULT_CONFIGS="direct dante microsocks microsocks-auth ours ours-auth ours-auth-argon2 ours-auth-limits ours-nosplice ours-auth-nosplice ours-auth-sqlite"
 CONFIGS="${CONFIGS:-$DEFAULT_CONFIGS}"
 if [[ "$DANTE_AUTH" == 1 && " $CONFIGS " != *" dante-auth "* ]]; then
     CONFIGS="$CONFIGS dante-auth"
@@ -116,6 +122,7 @@ ensure_packages() {
     [[ " $CONFIGS " == *" dante"* ]] && wanted+=(dante-server)
     [[ " $CONFIGS " == *" microsocks"* ]] && wanted+=(microsocks)
     [[ " $CONFIGS " == *sqlite* ]] && wanted+=(sqlite3)
+    [[ " $CONFIGS " == *fleet* ]] && wanted+=(redis-server)
     for pkg in "${wanted[@]}"; do
         dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
     done
@@ -166,26 +173,61 @@ socks pass {
 EOF
 }
 
-# $4 = argon2: logins are checked against $WORK/users.htpasswd (argon2id)
-# instead of a Lua table.
+# A redis-server for ours-auth-fleet (one per run); sets REDIS_URL.
+ensure_redis() {
+    if [[ -z "${REDIS_URL:-}" ]]; then
+        local port
+        port="$(free_port)"
+        start_bg redis "${ON_LOAD_CPUS[@]}" redis-server --port "$port" --bind 127.0.0.1 \
+            --save '' --appendonly no
+        wait_port "$port" "$BG_PID" || return 1
+        REDIS_URL="redis://127.0.0.1:$port"
+    fi
+}
+
+# Lua for the limit configs ($1: the config): a limits handler whose
+# limits the load never reaches, and for fleet, shared state in Redis.
+limits_lua() {
+    case "$1" in
+    *limits* | *fleet*)
+        echo "kumo.on('proxy_server_get_identity_limits', function(auth_info)"
+        echo "  return { max_sessions = 1000000, max_connect_rate = '1000000000/s' }"
+        echo "end)"
+        ;;
+    esac
+}
+
+fleet_init_lua() {
+    [[ "$1" == *fleet* ]] && echo "  proxy.configure_shared_state { redis = { node = '$REDIS_URL' } }"
+    return 0
+}
+
 write_policy() {
-    local file="$1" require_auth="$2" use_splice="$3" check="${4:-table}"
+    local file="$1" require_auth="$2" use_splice="$3" config="${4:-}"
     cat >"$file" <<EOF
 local kumo = require 'kumo'
 local proxy = require 'proxy'
 kumo.on('proxy_init', function()
   proxy.start_proxy_listener { listen = '127.0.0.1:0', require_auth = $require_auth, use_splice = $use_splice, prohibited_destinations = {} }
+$(fleet_init_lua "$config")
 end)
+$(limits_lua "$config")
+$(auth_lua "$config")
 EOF
-    if [[ "$check" == argon2 ]]; then
-        cat >>"$file" <<EOF
+}
+
+# The login handler for config $1: ours-auth-argon2 checks the argon2id
+# credential file $WORK/users.htpasswd, the others a Lua table.
+auth_lua() {
+    if [[ "$1" == *argon2* ]]; then
+        cat <<EOF
 local users = kumo.aaa.load_credentials '$WORK/users.htpasswd'
 kumo.on('proxy_server_auth_rfc1929', function(user, password, conn_meta)
   return users:check(user, password, 'ProxyAuthRfc1929')
 end)
 EOF
     else
-        cat >>"$file" <<EOF
+        cat <<EOF
 local db = { $AUTH_USER = '$AUTH_PASS' }
 kumo.on('proxy_server_auth_rfc1929', function(user, password, conn_meta)
   if not password or password == '' then return false end
@@ -253,18 +295,18 @@ start_config() {
         ;;
     ours*)
         ((OURS_OK)) || return 1
-        local require_auth=false use_splice=true check=table
+        local require_auth=false use_splice=true
         [[ "$config" == *auth* ]] && require_auth=true
         [[ "$config" == *nosplice* ]] && use_splice=false
-        [[ "$config" == *argon2* ]] && check=argon2
         local env=(env KUMO_PROXY_LOG="$PROXY_LOG")
         if [[ "$config" == *sqlite* ]]; then
             ensure_auth_db
             file="$ROOT/bench/proxy-auth-sqlite.lua"
             env+=(BENCH_AUTH_DB="$AUTH_DB" BENCH_USE_SPLICE="$use_splice")
         else
+            [[ "$config" == *fleet* ]] && { ensure_redis || return 1; }
             file="$WORK/$config.lua"
-            write_policy "$file" "$require_auth" "$use_splice" "$check"
+            write_policy "$file" "$require_auth" "$use_splice" "$config"
         fi
         start_bg "$config" "${ON_PROXY_CPUS[@]}" "${env[@]}" "$PROXY" --proxy-config "$file"
         SERVER_PID="$BG_PID"
@@ -359,6 +401,8 @@ main() {
         --ratio ours-auth/microsocks-auth \
         --ratio ours-auth-argon2/ours-auth \
         --ratio ours-auth-sqlite/ours-auth \
+        --ratio ours-auth-limits/ours-auth \
+        --ratio ours-auth-fleet/ours-auth \
         --ratio ours-auth-sqlite/microsocks-auth \
         --ratio ours-auth/dante \
         --ratio ours/dante \
@@ -370,6 +414,7 @@ main() {
         --goal 'conn_per_sec:ours-auth/microsocks-auth>=1.5' \
         --goal 'conn_per_sec:ours-auth-argon2/ours-auth>=0.9' \
         --goal 'conn_per_sec:ours-auth/dante>=3' \
+        --goal 'conn_per_sec:ours-auth-limits/ours-auth>=0.9' \
         --goal 'gbit_per_sec:ours/dante>=2' \
         --goal 'gbit_per_sec:ours/direct>=0.6' \
         --goal 'kib_per_tunnel:ours<=8' \

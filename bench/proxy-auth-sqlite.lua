@@ -15,6 +15,8 @@ kumo.on('proxy_init', function()
   proxy.start_proxy_listener {
     listen = '127.0.0.1:0',
     require_auth = true,
+    -- The bench's echo and discard servers are on loopback.
+    prohibited_destinations = {},
     use_splice = os.getenv 'BENCH_USE_SPLICE' ~= 'false',
   }
 end)

@@ -34,6 +34,8 @@ pub struct AccountingConfig {
     pub log_authz_allow: bool,
     /// Log denied authorization decisions.
     pub log_authz_deny: bool,
+    /// Log one record per proxy tunnel when it ends.
+    pub log_sessions: bool,
     /// A segment is finished once this many uncompressed bytes went in.
     pub max_file_size: u64,
     /// A segment is finished this long after it was opened, even when idle.
@@ -51,6 +53,7 @@ impl AccountingConfig {
             log_authn_fail: true,
             log_authz_allow: true,
             log_authz_deny: true,
+            log_sessions: true,
             max_file_size: DEFAULT_MAX_FILE_SIZE,
             max_segment_duration: Some(DEFAULT_MAX_SEGMENT_DURATION),
             compression_level: DEFAULT_COMPRESSION_LEVEL,
@@ -58,8 +61,9 @@ impl AccountingConfig {
     }
 }
 
-/// One line of the accounting log. Neither variant has a place for a
-/// password or a token: only identities, groups, addresses and decisions.
+/// One line of the accounting log. No variant has a place for a password
+/// or a token: only identities, groups, addresses, byte counts and
+/// decisions.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "type")]
 pub enum AccountingRecord {
@@ -93,10 +97,65 @@ pub enum AccountingRecord {
         /// The names tried, in order.
         considered_resources: Vec<String>,
     },
+    /// One proxy tunnel, written when it ended (or was refused by a
+    /// per-identity limit).
+    Session(Box<SessionRecord>),
+}
+
+/// How a proxy tunnel ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SessionEnd {
+    /// The client ended its side first.
+    ClientClose,
+    /// The destination ended its side first.
+    DestinationClose,
+    /// Nothing moved either way for the listener's `idle_timeout`.
+    IdleTimeout,
+    /// Closed through the admin API (`/api/admin/proxy/disconnect/v1`).
+    DisconnectedByAdmin,
+    /// Refused before connecting: a per-identity limit was reached.
+    Limit,
+    /// A socket error ended the relay.
+    Error,
+}
+
+/// The accounting record of one tunnel (`"type": "Session"`).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SessionRecord {
+    /// RFC 3339, UTC: when the record was written (the tunnel's end).
+    pub timestamp: String,
+    /// The listener's bound `ip:port`.
+    pub listener: String,
+    /// The client's `ip:port`.
+    pub peer: String,
+    /// The login's identities and groups (empty without a login).
+    pub auth_info: AuthInfo,
+    /// The source address a BIND selected, if any.
+    pub source_address: Option<String>,
+    /// The destination as the client wrote it (`host:port` or `ip:port`).
+    pub requested_destination: String,
+    /// The address actually connected to; `null` when refused.
+    pub connected_destination: Option<String>,
+    /// Bytes relayed from the client to the destination.
+    pub bytes_client_to_dest: u64,
+    /// Bytes relayed from the destination to the client.
+    pub bytes_dest_to_client: u64,
+    /// RFC 3339, UTC: when the CONNECT was answered.
+    pub start: String,
+    /// Seconds from `start` to the end.
+    pub duration_seconds: f64,
+    /// How the tunnel ended.
+    pub end_reason: SessionEnd,
 }
 
 fn now_rfc3339() -> String {
-    humantime::format_rfc3339_micros(SystemTime::now()).to_string()
+    rfc3339(SystemTime::now())
+}
+
+/// `time` as RFC 3339 with microseconds, UTC (the log's timestamp format).
+pub fn rfc3339(time: SystemTime) -> String {
+    humantime::format_rfc3339_micros(time).to_string()
 }
 
 /// A running accounting log: [`AccountingRecord`]s filtered by the
@@ -177,6 +236,13 @@ impl AccountingLog {
                 auth_info: auth_info.clone(),
                 considered_resources: decision.considered_resources.clone(),
             });
+        }
+    }
+
+    /// Record a finished tunnel, if session records are switched on.
+    pub fn log_session(&self, record: SessionRecord) {
+        if self.config.log_sessions {
+            self.log.log(AccountingRecord::Session(Box::new(record)));
         }
     }
 
@@ -261,6 +327,44 @@ mod tests {
             records[2]["considered_resources"].as_array().unwrap().len(),
             4
         );
+    }
+
+    #[test]
+    fn session_records_are_tagged_and_switchable() {
+        let record = SessionRecord {
+            timestamp: rfc3339(SystemTime::UNIX_EPOCH),
+            listener: "127.0.0.1:1080".into(),
+            peer: "127.0.0.1:5000".into(),
+            auth_info: AuthInfo::from_identity("carol", IdentityContext::ProxyAuthRfc1929),
+            source_address: None,
+            requested_destination: "example.test:80".into(),
+            connected_destination: Some("192.0.2.1:80".into()),
+            bytes_client_to_dest: 10,
+            bytes_dest_to_client: 20,
+            start: rfc3339(SystemTime::UNIX_EPOCH),
+            duration_seconds: 1.5,
+            end_reason: SessionEnd::DisconnectedByAdmin,
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let log = AccountingLog::start(AccountingConfig::new(dir.path())).unwrap();
+        log.log_session(record.clone());
+        log.close();
+        let records = read_records(dir.path());
+        assert_eq!(records.len(), 1);
+        assert_eq!(records[0]["type"], "Session");
+        assert_eq!(records[0]["end_reason"], "disconnected_by_admin");
+        assert_eq!(records[0]["bytes_dest_to_client"], 20);
+        assert_eq!(
+            records[0]["auth_info"]["identities"][0]["identity"],
+            "carol"
+        );
+        let quiet = tempfile::tempdir().unwrap();
+        let mut config = AccountingConfig::new(quiet.path());
+        config.log_sessions = false;
+        let log = AccountingLog::start(config).unwrap();
+        log.log_session(record);
+        log.close();
+        assert!(read_records(quiet.path()).is_empty());
     }
 
     #[test]

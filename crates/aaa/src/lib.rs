@@ -26,8 +26,9 @@ mod resource;
 mod secret;
 
 pub use accounting::{
-    AccountingConfig, AccountingLog, AccountingRecord, ACCOUNTING_QUEUE_CAPACITY,
-    DEFAULT_COMPRESSION_LEVEL, DEFAULT_MAX_FILE_SIZE, DEFAULT_MAX_SEGMENT_DURATION,
+    rfc3339, AccountingConfig, AccountingLog, AccountingRecord, SessionEnd, SessionRecord,
+    ACCOUNTING_QUEUE_CAPACITY, DEFAULT_COMPRESSION_LEVEL, DEFAULT_MAX_FILE_SIZE,
+    DEFAULT_MAX_SEGMENT_DURATION,
 };
 pub use acl::{Access, AccessControlList, AccessControlRule, AclCriteria, IdentityCriterion};
 pub use acl_map::{

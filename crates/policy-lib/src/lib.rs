@@ -32,6 +32,7 @@ mod test_support;
 mod time;
 mod uuid;
 
+pub use crate::redis::{RedisParams, RedisPool};
 use mlua::Lua;
 use policy::ModuleRegistrar;
 use std::sync::Arc;

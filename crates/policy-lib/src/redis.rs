@@ -28,10 +28,11 @@ use std::time::Duration;
 /// dropped from the registry (handles still holding it keep working).
 pub const MAX_POOLS: usize = 64;
 
-/// `redis.open { ... }`.
+/// `redis.open { ... }`; also the `redis` table of the proxy's
+/// `configure_shared_state`, so both open Redis the same way.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct RedisParams {
+pub struct RedisParams {
     /// One `redis://` URL, or a list of them (a cluster).
     node: Nodes,
     /// Connections at most in the pool.
@@ -84,6 +85,13 @@ fn default_recycle_timeout() -> Duration {
 }
 
 impl RedisParams {
+    /// Parse a `redis.open`-style table; the error names the key at fault
+    /// and never holds a password, even one of the wrong type.
+    pub fn from_lua(lua: &Lua, params: Value) -> Result<Self, String> {
+        let early = Masker(Arc::new(secrets_in_lua_params(&params)));
+        from_lua_params(lua, params).map_err(|err| early.mask(&lua_message(err)))
+    }
+
     fn nodes(&self) -> Vec<String> {
         match &self.node {
             Nodes::One(node) => vec![node.clone()],
@@ -257,9 +265,11 @@ impl managed::Manager for ClientManager {
     }
 }
 
-/// A pool and what is needed to report its errors.
+/// A pool and what is needed to report its errors. What `redis.open`
+/// returns to Lua, and what Rust callers (the proxy's fleet state) open
+/// with [`RedisPool::open`].
 #[derive(Clone)]
-struct RedisPool {
+pub struct RedisPool {
     pool: Pool<ClientManager>,
     nodes: Arc<str>,
     masker: Masker,
@@ -327,8 +337,19 @@ impl RedisPool {
         })
     }
 
+    /// A pool for `params`, built the way `redis.open` builds one (no
+    /// connection is made until the first query). The error is masked.
+    pub fn open(params: &RedisParams) -> Result<Self, String> {
+        Self::build(params).map_err(|err| Masker(Arc::new(params.secrets())).mask(&err))
+    }
+
+    /// The nodes, passwords masked, for messages.
+    pub fn nodes(&self) -> &str {
+        &self.nodes
+    }
+
     /// Send `cmd` on a pooled connection; the error text is masked.
-    async fn query(&self, cmd: &Cmd) -> Result<::redis::Value, String> {
+    pub async fn query(&self, cmd: &Cmd) -> Result<::redis::Value, String> {
         let limits = &self.params;
         let mut conn = self.pool.get().await.map_err(|err| match err {
             PoolError::Timeout(TimeoutType::Wait) => format!(
@@ -446,9 +467,8 @@ impl RedisPool {
 pub(crate) fn register(lua: &Lua, pools: &Arc<RedisPools>) -> mlua::Result<()> {
     let pools = pools.clone();
     let open = lua.create_function(move |lua, params: Value| {
-        let early = Masker(Arc::new(secrets_in_lua_params(&params)));
-        let params: RedisParams = from_lua_params(lua, params)
-            .map_err(|err| lua_err("redis: open", early.mask(&lua_message(err))))?;
+        let params =
+            RedisParams::from_lua(lua, params).map_err(|err| lua_err("redis: open", err))?;
         let masker = Masker(Arc::new(params.secrets()));
         pools
             .get_or_build(&params)

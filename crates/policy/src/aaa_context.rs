@@ -155,6 +155,13 @@ impl AaaContext {
         }
     }
 
+    /// Record a finished (or refused) proxy tunnel, if the log is configured.
+    pub fn log_session(&self, record: aaa::SessionRecord) {
+        if let Some(log) = self.accounting.read().as_ref() {
+            log.log_session(record);
+        }
+    }
+
     /// Decide a request for `privilege` on `resource` by `auth`: ACLs from
     /// `get_acl_definition`, else (when fall-back is on) from `fallback`;
     /// first match from most to least specific name; deny by default. A

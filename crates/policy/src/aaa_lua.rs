@@ -104,6 +104,9 @@ struct AcctLogParams {
     log_authz_allow: bool,
     #[serde(default = "yes")]
     log_authz_deny: bool,
+    /// One record per proxy tunnel (`"type": "Session"`).
+    #[serde(default = "yes")]
+    log_sessions: bool,
     /// Uncompressed bytes per segment.
     #[serde(default = "default_max_file_size")]
     max_file_size: u64,
@@ -149,6 +152,7 @@ impl AcctLogParams {
             log_authn_fail: self.log_authn_fail,
             log_authz_allow: self.log_authz_allow,
             log_authz_deny: self.log_authz_deny,
+            log_sessions: self.log_sessions,
             max_file_size: self.max_file_size,
             max_segment_duration: Some(self.max_segment_duration).filter(|d| !d.is_zero()),
             compression_level: self.compression_level,

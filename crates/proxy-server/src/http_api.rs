@@ -1,6 +1,8 @@
 //! The proxy's HTTP listeners: the shared listener of `http-listener` plus
-//! the proxy's own endpoint, `GET /proxy/status`.
+//! the proxy's own endpoints, `GET /proxy/status` and the admin API of
+//! [`crate::admin_api`].
 
+use crate::admin_api::AdminState;
 use axum::routing::get;
 use axum::Router;
 use http_listener::{CommonApi, HttpListener, HttpListenerParams, HttpServices, LogFilterSetter};
@@ -17,16 +19,16 @@ struct ProxyApi;
 /// The whole OpenAPI document of the proxy's HTTP listener
 /// (`/api-docs/openapi.json`, `--dump-openapi-spec`).
 pub fn openapi() -> utoipa::openapi::OpenApi {
-    CommonApi::document_with(
-        ProxyApi::openapi(),
-        "proxy-server HTTP listener",
-        env!("CARGO_PKG_VERSION"),
-    )
+    let mut own = ProxyApi::openapi();
+    own.merge(crate::admin_api::AdminApi::openapi());
+    CommonApi::document_with(own, "proxy-server HTTP listener", env!("CARGO_PKG_VERSION"))
 }
 
 /// The proxy's routes, merged into every listener.
-fn routes() -> Router {
-    Router::new().route("/proxy/status", get(proxy_status))
+fn routes(admin: AdminState) -> Router {
+    Router::new()
+        .route("/proxy/status", get(proxy_status))
+        .merge(crate::admin_api::routes(admin))
 }
 
 /// Whether the proxy is up. Open to everyone by the default ACL.
@@ -44,6 +46,7 @@ pub async fn bind_listeners(
     policy: Option<PolicyPool>,
     registry: Arc<Registry>,
     set_log_filter: Option<LogFilterSetter>,
+    admin: AdminState,
 ) -> anyhow::Result<Vec<HttpListener>> {
     if requested.is_empty() {
         return Ok(Vec::new());
@@ -52,5 +55,5 @@ pub async fn bind_listeners(
         anyhow::bail!("HTTP listeners need a policy (--proxy-config)");
     };
     let services = HttpServices::with_default_acl(policy, registry, set_log_filter, openapi());
-    HttpListener::bind_all(requested, services, routes).await
+    HttpListener::bind_all(requested, services, || routes(admin.clone())).await
 }

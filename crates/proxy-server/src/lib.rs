@@ -5,17 +5,28 @@
 //! back) and [`ProxyServer::run`] serves until a shutdown token is
 //! cancelled, then drains. The binary only parses flags and signals.
 
+pub mod admin_api;
+pub mod admission;
 pub mod auth;
 pub mod config;
 pub mod destination;
+pub mod fleet;
+mod fleet_scripts;
 pub mod http_api;
+pub mod identity_limits;
+pub mod identity_metrics;
 pub mod listener;
+pub mod login_limit;
 pub mod lua_api;
 pub mod metrics;
 pub mod outbound;
 pub mod relay;
 pub mod session;
+pub mod sessions;
+pub mod shaping;
+pub mod tunnel;
 
+use admission::IdentityControl;
 use anyhow::Context;
 use config::ProxyListenerParams;
 use destination::OwnListeners;
@@ -48,6 +59,8 @@ pub struct ProxyConfig {
     pub policy: Option<PolicyPool>,
     /// Ranges exempted from the default prohibited destinations.
     pub allow_destinations: Vec<IpNet>,
+    /// Fleet state in Redis (`proxy.configure_shared_state`).
+    pub shared_state: Option<fleet::Fleet>,
 }
 
 impl ProxyConfig {
@@ -92,6 +105,7 @@ impl ProxyConfig {
             http_listeners: requested.http,
             policy: Some(pool),
             allow_destinations: Vec::new(),
+            shared_state: requested.shared_state,
         })
     }
 
@@ -110,6 +124,7 @@ impl ProxyConfig {
             http_listeners: Vec::new(),
             policy: None,
             allow_destinations,
+            shared_state: None,
         }
     }
 
@@ -126,6 +141,20 @@ impl ProxyConfig {
     }
 }
 
+/// The process's per-identity state: limits from the policy (cached per
+/// identity, forgotten on a reload), fleet state, metrics, live sessions.
+fn identity_control(
+    policy: Option<&PolicyPool>,
+    fleet: Option<fleet::Fleet>,
+    registry: &mut Registry,
+) -> Arc<IdentityControl> {
+    let metrics = identity_metrics::IdentityMetrics::register(registry);
+    let fallbacks = metrics.shared_state_fallbacks.clone();
+    let fleet = fleet.map(|fleet| Arc::new(fleet.count_fallbacks_in(fallbacks)));
+    let limits = policy.map(identity_limits::LimitsCache::for_policy);
+    Arc::new(IdentityControl::new(limits, fleet, metrics))
+}
+
 /// Run the policy's `proxy_init` handler, if any.
 fn call_proxy_init(lua: &mlua::Lua) -> anyhow::Result<()> {
     match policy::call_sync(lua, &PROXY_INIT, ()) {
@@ -140,24 +169,32 @@ pub struct ProxyServer {
     proxy: Vec<ProxyListener>,
     http: Vec<HttpListener>,
     aaa: Option<Arc<AaaContext>>,
+    control: Arc<IdentityControl>,
 }
 
 impl ProxyServer {
     /// Bind the listeners of `config`; each logs its address. The HTTP
     /// listeners' `set_diagnostic_log_filter` uses `set_log_filter`.
     pub async fn bind(
-        config: ProxyConfig,
+        mut config: ProxyConfig,
         set_log_filter: Option<LogFilterSetter>,
     ) -> anyhow::Result<Self> {
         let mut registry = Registry::default();
         let own_listeners = OwnListeners::new();
+        let control = identity_control(
+            config.policy.as_ref(),
+            config.shared_state.take(),
+            &mut registry,
+        );
+        let failure_limiter = aaa::FailureLimiter::new(aaa::DEFAULT_MAX_TRACKED_IPS);
         let shared = ProxyShared {
             policy: config.policy.clone(),
             metrics: ProxyMetrics::register(&mut registry),
             pipes: Arc::new(relay::PipePool::default()),
-            failure_limiter: aaa::FailureLimiter::new(aaa::DEFAULT_MAX_TRACKED_IPS),
+            failure_limiter: failure_limiter.clone(),
             own_listeners: own_listeners.clone(),
             allow_destinations: config.allow_destinations,
+            control: control.clone(),
         };
         let mut proxy = Vec::new();
         for params in config.listeners {
@@ -168,12 +205,17 @@ impl ProxyServer {
             config.policy.clone(),
             Arc::new(registry),
             set_log_filter,
+            admin_api::AdminState {
+                control: control.clone(),
+                failure_limiter,
+            },
         )
         .await?;
         let server = ProxyServer {
             proxy,
             http,
             aaa: config.policy.as_ref().and_then(AaaContext::of),
+            control,
         };
         own_listeners.set(
             server
@@ -200,6 +242,9 @@ impl ProxyServer {
     pub async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
         let sessions = TaskTracker::new();
         let mut accept_loops = Vec::new();
+        if let Some(fleet) = &self.control.fleet {
+            tokio::spawn(fleet.clone().run_renewals(shutdown.clone()));
+        }
         for listener in self.proxy {
             accept_loops.push(tokio::spawn(
                 listener.run(shutdown.clone(), sessions.clone()),

@@ -1,5 +1,6 @@
 //! A bound SOCKS5 listener and its accept loop.
 
+use crate::admission::IdentityControl;
 use crate::auth::LoginCache;
 use crate::config::ProxyListenerParams;
 use crate::destination::{DestinationGuard, OwnListeners};
@@ -39,6 +40,10 @@ pub struct ListenerContext {
     pub aaa: Option<Arc<AaaContext>>,
     /// Verdicts on RFC 1929 logins (`auth_cache_ttl`).
     pub login_cache: LoginCache,
+    /// The bound `ip:port`, as metrics and records name the listener.
+    pub listener: String,
+    /// Per-identity limits, counts, metrics and the live-session registry.
+    pub control: Arc<IdentityControl>,
 }
 
 /// What every SOCKS listener of the process shares.
@@ -54,6 +59,8 @@ pub struct ProxyShared {
     /// Ranges exempted from the default prohibited destinations
     /// (legacy mode's `--allow-destination`).
     pub allow_destinations: Vec<IpNet>,
+    /// Per-identity limits and the live sessions, process-wide.
+    pub control: Arc<IdentityControl>,
 }
 
 /// A bound listener, ready to run.
@@ -93,6 +100,8 @@ impl ProxyListener {
             policy,
             metrics: shared.metrics.for_listener(&local_addr.to_string()),
             pipes: shared.pipes.clone(),
+            listener: local_addr.to_string(),
+            control: shared.control.clone(),
         });
         Ok(ProxyListener {
             listener,

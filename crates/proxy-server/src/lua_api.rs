@@ -1,6 +1,7 @@
 //! The `proxy` Lua module and the proxy's policy events.
 
 use crate::config::ProxyListenerParams;
+use crate::fleet::{Fleet, SharedStateParams};
 use http_listener::{HttpListenerParams, HttpListenerSink};
 use mlua::{Lua, Value};
 use parking_lot::Mutex;
@@ -31,6 +32,8 @@ pub struct RequestedListeners {
     pub proxy: Vec<ProxyListenerParams>,
     /// `proxy.start_http_listener` calls.
     pub http: Vec<HttpListenerParams>,
+    /// `proxy.configure_shared_state`, at most once.
+    pub shared_state: Option<Fleet>,
 }
 
 /// Listeners requested by `proxy_init`. Requests are taken only while
@@ -76,6 +79,19 @@ impl ListenerRequests {
             requested.http.push(params)
         })
     }
+
+    fn set_shared_state(&self, fleet: Fleet) -> mlua::Result<()> {
+        let function = "configure_shared_state";
+        self.with_open(function, |requested| match requested.shared_state {
+            Some(_) => Err(mlua::Error::RuntimeError(format!(
+                "{function} may be called only once"
+            ))),
+            None => {
+                requested.shared_state = Some(fleet);
+                Ok(())
+            }
+        })?
+    }
 }
 
 /// A registrar that adds `proxy.start_proxy_listener` and
@@ -84,6 +100,7 @@ impl ListenerRequests {
 pub fn registrar(requests: Arc<ListenerRequests>) -> ModuleRegistrar {
     Arc::new(move |lua: &Lua| {
         let http_requests = requests.clone();
+        let shared_requests = requests.clone();
         let requests = requests.clone();
         let start = lua.create_function(move |lua, params: Value| {
             let params: ProxyListenerParams = policy::from_lua_params(lua, params)
@@ -101,6 +118,15 @@ pub fn registrar(requests: Arc<ListenerRequests>) -> ModuleRegistrar {
         policy::get_or_create_module(lua, "proxy")?
             .set("start_http_listener", start_http.clone())?;
         policy::kumo_module(lua)?.set("start_http_listener", start_http)?;
+        let configure = lua.create_function(move |lua, params: Value| {
+            let err = |e: String| mlua::Error::RuntimeError(format!("configure_shared_state: {e}"));
+            // Checked first: only proxy_init may configure, and parsing
+            // `redis` must not happen (or fail) anywhere else.
+            shared_requests.with_open("configure_shared_state", |_| ())?;
+            let params = SharedStateParams::from_lua(lua, params).map_err(err)?;
+            shared_requests.set_shared_state(params.open().map_err(err)?)
+        })?;
+        policy::get_or_create_module(lua, "proxy")?.set("configure_shared_state", configure)?;
         Ok(())
     })
 }

@@ -72,9 +72,11 @@ fn main() -> std::process::ExitCode {
         return daemon::run_tool(tool);
     }
     if cli.dump_metric_metadata {
+        let mut metadata = ProxyMetrics::metadata();
+        metadata.extend(proxy_server::identity_metrics::IdentityMetrics::metadata());
         println!(
             "{}",
-            serde_json::to_string_pretty(&ProxyMetrics::metadata()).expect("metadata serializes")
+            serde_json::to_string_pretty(&metadata).expect("metadata serializes")
         );
         return std::process::ExitCode::SUCCESS;
     }

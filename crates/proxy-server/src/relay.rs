@@ -3,13 +3,16 @@
 //! Each direction ends on EOF by shutting down the write side of the other
 //! socket (half-close is passed on); an error in either ends both.
 
+use crate::shaping::TokenBucket;
 use parking_lot::Mutex;
 use prometheus_client::metrics::counter::Counter;
 use splice::Pipe;
+use std::future::Future;
 use std::io;
 use std::net::Shutdown;
 use std::os::fd::AsRawFd;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 // tokio's clock, so the idle timeout can be tested under a paused clock.
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, Interest};
@@ -28,19 +31,92 @@ const MAX_POOLED_PIPES: usize = 4096;
 const MAX_POOLED_BUFFERS: usize = 1024;
 
 /// How a relay ended.
-#[derive(Debug)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RelayOutcome {
-    /// Both directions reached EOF.
-    Completed,
+    /// Both directions reached EOF; `client_first` when the client's
+    /// direction ended before the destination's.
+    Completed { client_first: bool },
     /// Neither direction moved a byte for `idle_timeout`.
     IdleTimeout,
 }
 
+/// Where one direction's bytes are counted, and the bucket that shapes it.
+#[derive(Default, Clone)]
+pub struct DirectionCounter {
+    /// The listener's metric.
+    pub listener: Counter,
+    /// This tunnel's own count (session record, admin list).
+    pub session: Counter,
+    /// The identity's metric, when the tunnel has a login.
+    pub identity: Option<Counter>,
+    /// Set when the identity's bandwidth is limited (copy relays only).
+    pub shaper: Option<Arc<TokenBucket>>,
+}
+
+impl DirectionCounter {
+    /// Count `n` relayed bytes.
+    pub fn add(&self, n: usize) {
+        self.listener.inc_by(n as u64);
+        self.session.inc_by(n as u64);
+        if let Some(identity) = &self.identity {
+            identity.inc_by(n as u64);
+        }
+    }
+
+    /// Count `n` relayed bytes and, when shaped, wait until the identity's
+    /// bucket allows more.
+    async fn account(&self, n: usize) {
+        self.add(n);
+        if let Some(shaper) = &self.shaper {
+            shaper.consume(n).await;
+        }
+    }
+}
+
 /// Byte counters of the two directions.
-#[derive(Default)]
+#[derive(Default, Clone)]
 pub struct RelayCounters {
-    pub client_to_dest: Counter,
-    pub dest_to_client: Counter,
+    pub client_to_dest: DirectionCounter,
+    pub dest_to_client: DirectionCounter,
+}
+
+impl RelayCounters {
+    /// Whether either direction is shaped (such tunnels use copies).
+    pub fn shaped(&self) -> bool {
+        self.client_to_dest.shaper.is_some() || self.dest_to_client.shaper.is_some()
+    }
+}
+
+/// Which direction reached EOF first (0: none yet, 1: client, 2: dest).
+#[derive(Default)]
+struct FirstEof(AtomicU8);
+
+impl FirstEof {
+    fn ended(&self, client: bool) {
+        let side = if client { 1 } else { 2 };
+        let _ = self
+            .0
+            .compare_exchange(0, side, Ordering::Relaxed, Ordering::Relaxed);
+    }
+
+    /// Run one direction; its EOF (not an error) is noted.
+    async fn watch<T>(
+        &self,
+        client: bool,
+        direction: impl Future<Output = io::Result<T>>,
+    ) -> io::Result<T> {
+        let result = direction.await;
+        if result.is_ok() {
+            self.ended(client);
+        }
+        result
+    }
+
+    fn outcome(&self) -> RelayOutcome {
+        RelayOutcome::Completed {
+            client_first: self.0.load(Ordering::Relaxed) != 2,
+        }
+    }
 }
 
 /// Last time a byte moved, shared by both directions and the idle watchdog.
@@ -158,7 +234,7 @@ async fn splice_one_way(
     to: &TcpStream,
     mut loan: LoanedPipe<'_>,
     buffers: &BufferPool,
-    counter: &Counter,
+    counter: &DirectionCounter,
     activity: &Activity,
 ) -> io::Result<()> {
     loop {
@@ -167,7 +243,7 @@ async fn splice_one_way(
             shutdown_write(to);
             return Ok(());
         }
-        counter.inc_by(received as u64);
+        counter.add(received);
         if received == COPY_BUFFER {
             break;
         }
@@ -219,7 +295,7 @@ async fn splice_one_way(
             // A full pipe: this direction is a bulk transfer.
             pipe.grow_once(PIPE_BULK_CAPACITY);
         }
-        counter.inc_by(received as u64);
+        counter.add(received);
         activity.touch();
     }
 }
@@ -243,7 +319,7 @@ fn shutdown_write(stream: &TcpStream) {
 async fn copy_one_way<R, W>(
     mut from: R,
     mut to: W,
-    counter: &Counter,
+    counter: &DirectionCounter,
     activity: &Activity,
 ) -> io::Result<()>
 where
@@ -266,8 +342,8 @@ where
         }
         activity.touch();
         to.write_all(&buf[..n]).await?;
-        counter.inc_by(n as u64);
         activity.touch();
+        counter.account(n).await;
     }
 }
 
@@ -300,28 +376,35 @@ pub async fn relay_splice(
         }
     };
     let activity = Activity::new();
+    let eof = FirstEof::default();
     let both = async {
         tokio::try_join!(
-            splice_one_way(
-                client,
-                dest,
-                up,
-                buffers,
-                &counters.client_to_dest,
-                &activity
+            eof.watch(
+                true,
+                splice_one_way(
+                    client,
+                    dest,
+                    up,
+                    buffers,
+                    &counters.client_to_dest,
+                    &activity
+                )
             ),
-            splice_one_way(
-                dest,
-                client,
-                down,
-                buffers,
-                &counters.dest_to_client,
-                &activity
+            eof.watch(
+                false,
+                splice_one_way(
+                    dest,
+                    client,
+                    down,
+                    buffers,
+                    &counters.dest_to_client,
+                    &activity
+                )
             ),
         )
     };
     tokio::select! {
-        result = both => result.map(|_| RelayOutcome::Completed),
+        result = both => result.map(|_| eof.outcome()),
         () = idle_watchdog(&activity, idle_timeout) => Ok(RelayOutcome::IdleTimeout),
     }
 }
@@ -396,7 +479,7 @@ async fn copy_tcp_one_way(
     from: &TcpStream,
     to: &TcpStream,
     pool: &BufferPool,
-    counter: &Counter,
+    counter: &DirectionCounter,
     activity: &Activity,
 ) -> io::Result<()> {
     loop {
@@ -405,7 +488,7 @@ async fn copy_tcp_one_way(
             shutdown_write(to);
             return Ok(());
         }
-        counter.inc_by(received as u64);
+        counter.account(received).await;
     }
 }
 
@@ -418,14 +501,21 @@ pub async fn relay_tcp_copy(
     idle_timeout: Duration,
 ) -> io::Result<RelayOutcome> {
     let activity = Activity::new();
+    let eof = FirstEof::default();
     let both = async {
         tokio::try_join!(
-            copy_tcp_one_way(client, dest, pool, &counters.client_to_dest, &activity),
-            copy_tcp_one_way(dest, client, pool, &counters.dest_to_client, &activity),
+            eof.watch(
+                true,
+                copy_tcp_one_way(client, dest, pool, &counters.client_to_dest, &activity)
+            ),
+            eof.watch(
+                false,
+                copy_tcp_one_way(dest, client, pool, &counters.dest_to_client, &activity)
+            ),
         )
     };
     tokio::select! {
-        result = both => result.map(|_| RelayOutcome::Completed),
+        result = both => result.map(|_| eof.outcome()),
         () = idle_watchdog(&activity, idle_timeout) => Ok(RelayOutcome::IdleTimeout),
     }
 }
@@ -444,14 +534,21 @@ where
     let activity = Activity::new();
     let (client_read, client_write) = tokio::io::split(client);
     let (dest_read, dest_write) = tokio::io::split(dest);
+    let eof = FirstEof::default();
     let both = async {
         tokio::try_join!(
-            copy_one_way(client_read, dest_write, &counters.client_to_dest, &activity),
-            copy_one_way(dest_read, client_write, &counters.dest_to_client, &activity),
+            eof.watch(
+                true,
+                copy_one_way(client_read, dest_write, &counters.client_to_dest, &activity)
+            ),
+            eof.watch(
+                false,
+                copy_one_way(dest_read, client_write, &counters.dest_to_client, &activity)
+            ),
         )
     };
     tokio::select! {
-        result = both => result.map(|_| RelayOutcome::Completed),
+        result = both => result.map(|_| eof.outcome()),
         () = idle_watchdog(&activity, idle_timeout) => Ok(RelayOutcome::IdleTimeout),
     }
 }

@@ -6,7 +6,8 @@ use crate::auth::{authenticate, AuthDecision};
 use crate::destination::Prohibited;
 use crate::listener::ListenerContext;
 use crate::outbound::{self, OutboundError};
-use crate::relay::{self, RelayCounters, RelayOutcome};
+use crate::relay;
+use crate::tunnel::{Tunnel, TunnelRequest};
 use aaa::{AclMap, AuthInfo, Identity, IdentityContext, Resource, Secret};
 use socks5::{
     encode_method_selection, encode_reply, encode_userpass_status, parse_greeting, parse_request,
@@ -55,6 +56,8 @@ pub enum SessionError {
     Outbound(#[from] OutboundError),
     #[error("{0}")]
     Prohibited(#[from] Prohibited),
+    #[error("{0}")]
+    Limit(#[from] crate::admission::Refusal),
 }
 
 /// The handshake's side of a client stream: the bytes received but not yet
@@ -65,6 +68,8 @@ struct HandshakeIo<S> {
     out: Vec<u8>,
     /// When the whole handshake must be over.
     deadline: tokio::time::Instant,
+    /// The client's address.
+    peer: SocketAddr,
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> HandshakeIo<S> {
@@ -117,11 +122,13 @@ fn unspecified() -> SocketAddr {
     SocketAddr::from((Ipv4Addr::UNSPECIFIED, 0))
 }
 
-/// A CONNECT that succeeded: the destination and any bytes the client sent
-/// after its request, which belong to the destination.
+/// A CONNECT that succeeded: the destination, any bytes the client sent
+/// after its request (they belong to the destination) and what the tunnel
+/// is accounted under.
 struct Connected {
     dest: TcpStream,
     early_data: Vec<u8>,
+    request: TunnelRequest,
 }
 
 /// Negotiate with the client up to a successful CONNECT. The whole
@@ -270,9 +277,10 @@ struct Target {
     source: Option<SocketAddr>,
 }
 
-/// `CONNECT`: authorize the requested name, resolve it, keep the addresses
-/// that are neither prohibited nor denied by the ACL, and connect to the
-/// first that answers. Every decision is on the address connected to.
+/// `CONNECT`: authorize the requested name, admit it under the identity's
+/// limits, resolve it, keep the addresses that are neither prohibited nor
+/// denied by the ACL, and connect to the first that answers. Every
+/// decision is on the address connected to.
 async fn connect<S: AsyncRead + AsyncWrite + Unpin>(
     io: &mut HandshakeIo<S>,
     ctx: &ListenerContext,
@@ -290,6 +298,7 @@ async fn connect<S: AsyncRead + AsyncWrite + Unpin>(
             return Err(err);
         }
     }
+    let request = admit(io, ctx, auth, &target).await?;
     let connected =
         match tokio::time::timeout_at(io.deadline, reach(ctx, auth, local, &target)).await {
             Ok(result) => result,
@@ -307,6 +316,7 @@ async fn connect<S: AsyncRead + AsyncWrite + Unpin>(
             Ok(Connected {
                 dest,
                 early_data: std::mem::take(&mut io.received),
+                request,
             })
         }
         Err(err) => {
@@ -316,6 +326,38 @@ async fn connect<S: AsyncRead + AsyncWrite + Unpin>(
             };
             io.reply(code, unspecified()).await?;
             Err(err)
+        }
+    }
+}
+
+/// Admit the CONNECT under the identity's limits; refused: reply `02`,
+/// counted and recorded.
+async fn admit<S: AsyncRead + AsyncWrite + Unpin>(
+    io: &mut HandshakeIo<S>,
+    ctx: &ListenerContext,
+    auth: &AuthInfo,
+    target: &Target,
+) -> Result<TunnelRequest, SessionError> {
+    let mut request = TunnelRequest {
+        auth: auth.clone(),
+        requested: target.requested.clone(),
+        source: target.source,
+        admission: Default::default(),
+    };
+    let admitted = match &ctx.policy {
+        Some(policy) => ctx.control.admit(policy, auth).await,
+        None => Ok(Default::default()),
+    };
+    match admitted {
+        Ok(admission) => {
+            request.admission = admission;
+            Ok(request)
+        }
+        Err(refusal) => {
+            crate::tunnel::refused(ctx, io.peer, &request, &refusal);
+            io.reply(ReplyCode::NotAllowedByRuleset, unspecified())
+                .await?;
+            Err(refusal.into())
         }
     }
 }
@@ -424,11 +466,7 @@ async fn check_login(
         return None;
     };
     let started = Instant::now();
-    if let Some(remaining) = ctx
-        .failure_limiter
-        .as_ref()
-        .and_then(|l| l.blocked_for(peer.ip(), started.into_std()))
-    {
+    if let Some(remaining) = crate::login_limit::blocked_for(ctx, peer.ip()).await {
         ctx.metrics.auth_blocked.inc();
         ctx.metrics.auth_failure.inc();
         info!(peer = %peer, remaining = ?remaining, "login refused without calling the policy: client IP is blocked");
@@ -445,10 +483,8 @@ async fn check_login(
         }
         AuthDecision::Refused(_) => {
             ctx.metrics.auth_failure.inc();
-            if let Some(limiter) = &ctx.failure_limiter {
-                if limiter.record_failure(peer.ip(), Instant::now().into_std()) {
-                    warn!(client = %peer.ip(), "client IP blocked after repeated login failures");
-                }
+            if crate::login_limit::record_failure(ctx, peer.ip()).await {
+                warn!(client = %peer.ip(), "client IP blocked after repeated login failures");
             }
             None
         }
@@ -480,31 +516,23 @@ async fn serve_plain(
 ) {
     // The handshake's state (Lua call, resolution, connect) is boxed and
     // freed once it ends, so a long-lived relay keeps only its own state.
-    let Some((client, connected)) = Box::pin(handshake(client, peer, local, ctx)).await else {
+    let Some((client, dest, tunnel)) = Box::pin(handshake(client, peer, local, ctx)).await else {
         return;
     };
-    let counters = relay_counters(ctx);
-    let outcome = if ctx.params.use_splice {
-        relay::relay_splice(
-            &client,
-            &connected.dest,
-            &ctx.pipes,
-            &ctx.buffers,
-            &counters,
-            ctx.params.idle_timeout,
-        )
-        .await
-    } else {
-        relay::relay_tcp_copy(
-            &client,
-            &connected.dest,
-            &ctx.buffers,
-            &counters,
-            ctx.params.idle_timeout,
-        )
-        .await
+    let (dest, counters) = (&dest, tunnel.counters().clone());
+    // Shaped tunnels copy: the bucket meters each chunk.
+    let splice = ctx.params.use_splice && !tunnel.shaped();
+    let relay = async {
+        if splice {
+            let pipes = &ctx.pipes;
+            let idle = ctx.params.idle_timeout;
+            relay::relay_splice(&client, dest, pipes, &ctx.buffers, &counters, idle).await
+        } else {
+            let idle = ctx.params.idle_timeout;
+            relay::relay_tcp_copy(&client, dest, &ctx.buffers, &counters, idle).await
+        }
     };
-    report_relay(outcome, peer, ctx);
+    tunnel.run(ctx, relay).await;
 }
 
 async fn serve_tls(
@@ -531,27 +559,22 @@ async fn serve_tls(
             return;
         }
     };
-    let Some((client, connected)) = Box::pin(handshake(client, peer, local, ctx)).await else {
+    let Some((client, dest, tunnel)) = Box::pin(handshake(client, peer, local, ctx)).await else {
         return;
     };
-    let outcome = relay::relay_copy(
-        client,
-        connected.dest,
-        &relay_counters(ctx),
-        ctx.params.idle_timeout,
-    )
-    .await;
-    report_relay(outcome, peer, ctx);
+    let counters = tunnel.counters().clone();
+    let relay = relay::relay_copy(client, dest, &counters, ctx.params.idle_timeout);
+    tunnel.run(ctx, relay).await;
 }
 
 /// Run the SOCKS handshake on `client`; on success forward the client's
-/// early data and hand back the stream and the destination.
+/// early data and hand back the stream, the destination and the tunnel.
 async fn handshake<S: AsyncRead + AsyncWrite + Unpin>(
     client: S,
     peer: SocketAddr,
     local: SocketAddr,
     ctx: &ListenerContext,
-) -> Option<(S, Connected)> {
+) -> Option<(S, TcpStream, Tunnel)> {
     let mut io = HandshakeIo {
         stream: client,
         received: Vec::with_capacity(HANDSHAKE_BUFFER),
@@ -560,12 +583,17 @@ async fn handshake<S: AsyncRead + AsyncWrite + Unpin>(
             let now = tokio::time::Instant::now();
             now.checked_add(ctx.params.timeout).unwrap_or(now)
         },
+        peer,
     };
     let deadline = io.deadline;
     let negotiated = tokio::time::timeout_at(deadline, negotiate(&mut io, peer, local, ctx))
         .await
         .unwrap_or(Err(SessionError::Timeout("handshake")));
-    let mut connected = match negotiated {
+    let Connected {
+        mut dest,
+        early_data,
+        request,
+    } = match negotiated {
         Ok(connected) => connected,
         Err(err) => {
             ctx.metrics.connections_failed.inc();
@@ -578,40 +606,17 @@ async fn handshake<S: AsyncRead + AsyncWrite + Unpin>(
             return None;
         }
     };
-    if !connected.early_data.is_empty() {
-        if let Err(err) = connected.dest.write_all(&connected.early_data).await {
+    if !early_data.is_empty() {
+        if let Err(err) = dest.write_all(&early_data).await {
             ctx.metrics.connections_failed.inc();
             warn!(peer = %peer, error = %err, "forwarding early client data failed");
             return None;
         }
         ctx.metrics
             .bytes_client_to_dest
-            .inc_by(connected.early_data.len() as u64);
+            .inc_by(early_data.len() as u64);
     }
-    Some((io.stream, connected))
-}
-
-fn relay_counters(ctx: &ListenerContext) -> RelayCounters {
-    RelayCounters {
-        client_to_dest: ctx.metrics.bytes_client_to_dest.clone(),
-        dest_to_client: ctx.metrics.bytes_dest_to_client.clone(),
-    }
-}
-
-fn report_relay(outcome: io::Result<RelayOutcome>, peer: SocketAddr, ctx: &ListenerContext) {
-    match outcome {
-        Ok(RelayOutcome::Completed) => {
-            ctx.metrics.connections_completed.inc();
-            debug!(peer = %peer, "session completed");
-        }
-        Ok(RelayOutcome::IdleTimeout) => {
-            ctx.metrics.idle_timeouts.inc();
-            ctx.metrics.connections_completed.inc();
-            info!(peer = %peer, idle_timeout = ?ctx.params.idle_timeout, "relay closed after idle timeout");
-        }
-        Err(err) => {
-            ctx.metrics.connections_failed.inc();
-            debug!(peer = %peer, error = %err, "relay ended with an error");
-        }
-    }
+    let connected_to = dest.peer_addr().ok()?;
+    let tunnel = Tunnel::open(ctx, peer, request, connected_to, early_data.len());
+    Some((io.stream, dest, tunnel))
 }
