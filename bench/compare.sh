@@ -9,7 +9,9 @@
 #   ROUNDS=3 CONN_SECS=5 CONN_WARMUP=1 CONCURRENCY=64 BULK_SECS=5 STREAMS=4
 #   PIN=1 PROXY_CPUS=1 LOAD_CPUS=0 (PIN=0: no CPU pinning)
 #   HOLD_COUNT=2000 BENCH_THREADS= (tokio workers of the load tool; default: cores)
-#   CONFIGS="direct dante microsocks microsocks-auth ours ours-auth ours-nosplice ours-auth-nosplice ours-auth-sqlite"
+#   CONFIGS="direct dante microsocks microsocks-auth ours ours-auth ours-auth-argon2 ours-nosplice ours-auth-nosplice ours-auth-sqlite"
+#                  (ours-auth-argon2: logins checked against a credential
+#                   file of argon2id hashes, kumo.aaa.load_credentials)
 #                  (ours-auth-sqlite: logins checked against a SQLite file
 #                   behind kumo.memoize, bench/proxy-auth-sqlite.lua)
 #                  (ours-auth-limits: ours-auth plus per-identity
@@ -37,7 +39,7 @@ STREAMS="${STREAMS:-4}"
 HOLD_COUNT="${HOLD_COUNT:-2000}"
 DANTE_AUTH="${DANTE_AUTH:-0}"
 PROXY_LOG="${PROXY_LOG:-warn,proxy_server::listener=info}"
-DEFAULT_CONFIGS="direct dante microsocks microsocks-auth ours ours-auth ours-auth-limits ours-nosplice ours-auth-nosplice ours-auth-sqlite"
+DEFAULT_CONFIGS="direct dante microsocks microsocks-auth ours ours-auth ours-auth-argon2 ours-auth-limits ours-nosplice ours-auth-nosplice ours-auth-sqlite"
 CONFIGS="${CONFIGS:-$DEFAULT_CONFIGS}"
 if [[ "$DANTE_AUTH" == 1 && " $CONFIGS " != *" dante-auth "* ]]; then
     CONFIGS="$CONFIGS dante-auth"
@@ -51,7 +53,9 @@ WORK="$(mktemp -d -t nephele-bench.XXXXXX)"
 OUT_DIR="${OUT_DIR:-$WORK}"
 mkdir -p "$OUT_DIR"
 RESULTS="$OUT_DIR/results.jsonl"
+LOGINS="$OUT_DIR/logins.jsonl" # first and cached login latency of our auth configs
 : >"$RESULTS"
+: >"$LOGINS"
 
 STARTED_PIDS=()     # every process this script started, stopped on exit
 CREATED_USER=""     # the throwaway system user, removed on exit
@@ -141,6 +145,12 @@ build() {
     fi
     BENCH="$ROOT/target/release/bench"
     PROXY="$ROOT/target/release/proxy-server"
+    if ((OURS_OK)); then
+        # ours-auth-argon2's credential file: one argon2id hash with the
+        # default parameters, made by the binary under test.
+        printf '%s:%s\n' "$AUTH_USER" "$(printf '%s\n' "$AUTH_PASS" | "$PROXY" hash-password)" \
+            >"$WORK/users.htpasswd"
+    fi
 }
 
 write_dante_conf() {
@@ -202,12 +212,29 @@ kumo.on('proxy_init', function()
 $(fleet_init_lua "$config")
 end)
 $(limits_lua "$config")
+$(auth_lua "$config")
+EOF
+}
+
+# The login handler for config $1: ours-auth-argon2 checks the argon2id
+# credential file $WORK/users.htpasswd, the others a Lua table.
+auth_lua() {
+    if [[ "$1" == *argon2* ]]; then
+        cat <<EOF
+local users = kumo.aaa.load_credentials '$WORK/users.htpasswd'
+kumo.on('proxy_server_auth_rfc1929', function(user, password, conn_meta)
+  return users:check(user, password, 'ProxyAuthRfc1929')
+end)
+EOF
+    else
+        cat <<EOF
 local db = { $AUTH_USER = '$AUTH_PASS' }
 kumo.on('proxy_server_auth_rfc1929', function(user, password, conn_meta)
   if not password or password == '' then return false end
   return db[user] == password
 end)
 EOF
+    fi
 }
 
 # The SQLite login database of ours-auth-sqlite (made once per run).
@@ -297,12 +324,26 @@ start_config() {
     esac
 }
 
+# On a fresh proxy of config $1: one login alone (the policy decides: for
+# ours-auth-argon2 an argon2id check), then one more (the verdict cache
+# answers). Each is a `conn` run of one connection, into $LOGINS.
+measure_logins() {
+    local config="$1" which
+    for which in "first login" "cached login"; do
+        "${ON_LOAD_CPUS[@]}" "$BENCH" conn --proxy "$PROXY_ADDR" "${CREDS[@]}" --target "$ECHO_ADDR" \
+            --concurrency 1 --count 1 --label "$config $which" --json-file "$LOGINS" >/dev/null
+    done
+}
+
 # Run conn, bulk and hold (not for direct) against config $1.
 measure() {
     local config="$1"
     local common=(--proxy "$PROXY_ADDR" --label "$config" --json-file "$RESULTS")
     [[ -n "${BENCH_THREADS:-}" ]] && common+=(--threads "$BENCH_THREADS")
     common+=("${CREDS[@]}")
+    if [[ "$config" == ours-auth* ]]; then
+        measure_logins "$config"
+    fi
     local cpu=()
     [[ -n "$SERVER_PID" ]] && cpu=(--pid "$SERVER_PID")
     "${ON_LOAD_CPUS[@]}" "$BENCH" conn "${common[@]}" --target "$ECHO_ADDR" --concurrency "$CONCURRENCY" \
@@ -358,6 +399,7 @@ main() {
     echo
     "$BENCH" table --input "$RESULTS" \
         --ratio ours-auth/microsocks-auth \
+        --ratio ours-auth-argon2/ours-auth \
         --ratio ours-auth-sqlite/ours-auth \
         --ratio ours-auth-limits/ours-auth \
         --ratio ours-auth-fleet/ours-auth \
@@ -370,6 +412,7 @@ main() {
         --ratio ours-nosplice/dante \
         --ratio ours-nosplice/direct \
         --goal 'conn_per_sec:ours-auth/microsocks-auth>=1.5' \
+        --goal 'conn_per_sec:ours-auth-argon2/ours-auth>=0.9' \
         --goal 'conn_per_sec:ours-auth/dante>=3' \
         --goal 'conn_per_sec:ours-auth-limits/ours-auth>=0.9' \
         --goal 'gbit_per_sec:ours/dante>=2' \
@@ -381,6 +424,13 @@ main() {
         --goal 'gbit_per_sec:ours-nosplice/direct>=0.6' \
         --goal 'kib_per_tunnel:ours-nosplice<=8'
     echo
+    if [[ -s "$LOGINS" ]]; then
+        echo "## login latency on a fresh proxy: the first login (the policy decides; argon2id for" \
+            "ours-auth-argon2), then a second one (answered by the verdict cache); read p50 ms"
+        echo
+        "$BENCH" table --input "$LOGINS"
+        echo
+    fi
     if ((${#skipped[@]})); then
         echo "Skipped (not available): ${skipped[*]}"
     fi

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 
 /// Where secret or certificate bytes come from: a file path, or the bytes
 /// inline as `{ key_data = '...' }`. `Debug` never shows inline data.
-#[derive(Clone, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Deserialize, PartialEq, Eq, Hash)]
 #[serde(untagged)]
 pub enum KeySource {
     /// Read the bytes from this file.

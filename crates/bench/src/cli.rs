@@ -144,6 +144,11 @@ pub struct ConnArgs {
     /// measured window is reported per connection.
     #[arg(long)]
     pub pid: Option<u32>,
+    /// Each loop stops after this many connections (or at the end of
+    /// `--duration`, whichever comes first): `--concurrency 1 --count 1`
+    /// times a single login.
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    pub count: Option<u64>,
 }
 
 /// Arguments of `bulk`.

@@ -84,7 +84,7 @@ pub async fn run(args: ConnArgs) -> Result<ConnReport> {
     let mut loops = tokio::task::JoinSet::new();
     for _ in 0..args.concurrency {
         let dialer = dialer.clone();
-        loops.spawn(client_loop(dialer, measure_from, deadline));
+        loops.spawn(client_loop(dialer, measure_from, deadline, args.count));
     }
     // The proxy's CPU clock is read at the start and end of the measured
     // window, so warm-up work is not charged to measured connections.
@@ -122,15 +122,23 @@ pub async fn run(args: ConnArgs) -> Result<ConnReport> {
     })
 }
 
-/// One client: connections back to back until `deadline`. Only connections
-/// started at or after `measure_from` are recorded.
-async fn client_loop(dialer: Dialer, measure_from: Instant, deadline: Instant) -> LoopResult {
+/// One client: connections back to back until `deadline` (or `count`
+/// connections). Only connections started at or after `measure_from` are
+/// recorded.
+async fn client_loop(
+    dialer: Dialer,
+    measure_from: Instant,
+    deadline: Instant,
+    count: Option<u64>,
+) -> LoopResult {
     let mut result = LoopResult::default();
+    let mut made = 0u64;
     loop {
         let started = Instant::now();
-        if started >= deadline {
+        if started >= deadline || count.is_some_and(|count| made >= count) {
             return result;
         }
+        made += 1;
         let outcome = one_connection(&dialer).await;
         if started < measure_from {
             continue;

@@ -2,8 +2,13 @@
 //!
 //! It owns diagnostic logging (a filter read from an environment variable
 //! the binary names, changeable at run time, four formats, stderr or files),
-//! waiting for SIGINT/SIGTERM, and raising the open-files limit. It knows
+//! waiting for SIGINT/SIGTERM, raising the open-files limit, and the
+//! subcommands both binaries share ([`Tool`]: `hash-password`). It knows
 //! nothing of policies, protocols or what the binary serves.
+
+mod hash_password;
+
+pub use hash_password::{run_tool, HashPasswordArgs, Tool};
 
 use clap::ValueEnum;
 use std::path::Path;

@@ -2,10 +2,12 @@
 
 use crate::credentials::Credential;
 use aaa::{redact, AuthInfo, IdentityContext};
-use parking_lot::Mutex;
-use policy::{Bytes, EventDecl, LuaAuthResult, PolicyError, PolicyPool};
-use std::collections::HashMap;
-use std::time::{Duration, Instant};
+use policy::{
+    AaaContext, Bytes, EventDecl, LoginGeneration, LuaAuthResult, PolicyError, PolicyPool, Verdict,
+    VerdictCache, REFUSED_VERDICT_TTL, VERDICT_CACHE_CAPACITY,
+};
+use std::sync::Arc;
+use std::time::Duration;
 use tracing::warn;
 
 /// `http_server_validate_auth_basic(user, password)`; `password` is `nil`
@@ -17,12 +19,9 @@ pub const HTTP_SERVER_VALIDATE_AUTH_BASIC: EventDecl<(String, Option<Bytes>), Lu
 pub const HTTP_SERVER_VALIDATE_AUTH_BEARER: EventDecl<Bytes, LuaAuthResult> =
     EventDecl::new("http_server_validate_auth_bearer");
 
-/// How long a decided credential is remembered.
+/// How long an accepted credential is remembered (refusals:
+/// [`REFUSED_VERDICT_TTL`]).
 pub const AUTH_CACHE_TTL: Duration = Duration::from_secs(60);
-
-/// Credentials remembered at once; past it, expired entries are dropped and,
-/// if that is not enough, the whole cache is.
-pub const AUTH_CACHE_MAX_ENTRIES: usize = 16_384;
 
 /// The identity a bearer handler's `true` grants. The token itself is a
 /// secret and never becomes an identity; a handler that wants a named
@@ -54,36 +53,30 @@ pub enum AuthError {
     Policy(String),
 }
 
-struct CacheEntry {
-    verdict: AuthVerdict,
-    epoch: u64,
-    expires: Instant,
+impl Verdict for AuthVerdict {
+    fn is_accepted(&self) -> bool {
+        matches!(self, AuthVerdict::Accepted(_))
+    }
 }
 
-/// Decides credentials with the policy, remembering verdicts for a TTL.
-/// Keys are salted SHA-256 hashes (see [`Credential::cache_key`]); the salt
-/// is random per process. A config epoch bump makes older verdicts misses.
+/// Decides credentials with the policy, remembering verdicts in a
+/// [`VerdictCache`] (salted-hash keys, emptied on a config epoch bump or a
+/// credential file reload).
 pub struct Authenticator {
     policy: PolicyPool,
-    ttl: Duration,
-    salt: [u8; 32],
-    cache: Mutex<HashMap<[u8; 32], CacheEntry>>,
+    aaa: Option<Arc<AaaContext>>,
+    cache: VerdictCache<AuthVerdict>,
 }
 
 impl Authenticator {
-    /// An authenticator calling `policy`, remembering verdicts for `ttl`.
-    pub fn new(policy: PolicyPool, ttl: Duration) -> Self {
-        let mut salt = [0u8; 32];
-        if let Err(err) = getrandom::fill(&mut salt) {
-            // The salt only hides cache keys in memory; a fixed one still
-            // never stores the password in clear.
-            warn!("no random salt for the auth cache: {err}");
-        }
+    /// An authenticator calling `policy`, remembering acceptances for
+    /// `ttl` (refusals for at most [`REFUSED_VERDICT_TTL`]); `aaa` tells
+    /// it when credential files reload.
+    pub fn new(policy: PolicyPool, aaa: Option<Arc<AaaContext>>, ttl: Duration) -> Self {
         Authenticator {
             policy,
-            ttl,
-            salt,
-            cache: Mutex::new(HashMap::new()),
+            aaa,
+            cache: VerdictCache::new(ttl, REFUSED_VERDICT_TTL, VERDICT_CACHE_CAPACITY),
         }
     }
 
@@ -92,40 +85,20 @@ impl Authenticator {
         &self,
         credential: &Credential,
     ) -> Result<(AuthVerdict, bool), AuthError> {
-        let key = credential.cache_key(&self.salt);
-        let epoch = self.policy.epoch();
-        let now = Instant::now();
-        if let Some(entry) = self.cache.lock().get(&key) {
-            if entry.epoch == epoch && entry.expires > now {
-                return Ok((entry.verdict.clone(), true));
-            }
-        }
-        let verdict = self.ask_policy(credential).await?;
-        self.remember(key, verdict.clone(), epoch, now);
-        Ok((verdict, false))
+        let generation = LoginGeneration::current(&self.policy, self.aaa.as_deref());
+        self.cache
+            .get_or_decide(
+                generation,
+                &credential.cache_fields(),
+                self.ask_policy(credential),
+            )
+            .await
+            .map_err(|err| (*err).clone())
     }
 
-    fn remember(&self, key: [u8; 32], verdict: AuthVerdict, epoch: u64, now: Instant) {
-        let mut cache = self.cache.lock();
-        if cache.len() >= AUTH_CACHE_MAX_ENTRIES && !cache.contains_key(&key) {
-            cache.retain(|_, entry| entry.expires > now);
-            if cache.len() >= AUTH_CACHE_MAX_ENTRIES {
-                cache.clear();
-            }
-        }
-        cache.insert(
-            key,
-            CacheEntry {
-                verdict,
-                epoch,
-                expires: now + self.ttl,
-            },
-        );
-    }
-
-    /// Credentials remembered now.
-    pub fn cached(&self) -> usize {
-        self.cache.lock().len()
+    /// The verdict cache, for inspection.
+    pub fn cache(&self) -> &VerdictCache<AuthVerdict> {
+        &self.cache
     }
 
     async fn ask_policy(&self, credential: &Credential) -> Result<AuthVerdict, AuthError> {

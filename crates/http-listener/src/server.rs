@@ -258,9 +258,10 @@ impl ListenerState {
         local_addr: SocketAddr,
     ) -> Self {
         let failure_limiter = params.auth_failure_limit.limiter(&services.failure_limiter);
+        let aaa = AaaContext::of(&services.policy);
         ListenerState {
-            aaa: AaaContext::of(&services.policy),
-            authenticator: Authenticator::new(services.policy.clone(), AUTH_CACHE_TTL),
+            authenticator: Authenticator::new(services.policy.clone(), aaa.clone(), AUTH_CACHE_TTL),
+            aaa,
             services,
             params,
             local_addr,

@@ -32,7 +32,11 @@ const POLICY_CALL_TIMEOUT: Duration = Duration::from_secs(10);
 const SPOOL_IO_TIMEOUT: Duration = Duration::from_secs(120);
 
 #[derive(Debug, Parser)]
-#[command(version, about = "Mail daemon with a Lua-scripted HTTP injection API")]
+#[command(
+    version,
+    about = "Mail daemon with a Lua-scripted HTTP injection API",
+    subcommand_negates_reqs = true
+)]
 struct Cli {
     /// The Lua policy; its init event defines spools, logs and listeners.
     #[arg(
@@ -61,10 +65,17 @@ struct Cli {
     /// Diagnostic log format.
     #[arg(long, value_enum, default_value = "full")]
     diag_format: DiagFormat,
+
+    /// A tool instead of the server (`hash-password`).
+    #[command(subcommand)]
+    tool: Option<daemon::Tool>,
 }
 
 fn main() -> std::process::ExitCode {
-    let cli = Cli::parse();
+    let mut cli = Cli::parse();
+    if let Some(tool) = cli.tool.take() {
+        return daemon::run_tool(tool);
+    }
     if cli.dump_metric_metadata {
         let metadata = nephele::metrics::NepheleMetrics::metadata();
         println!(

@@ -6,6 +6,7 @@
 //! [`AaaContext::of`].
 
 use crate::aaa_lua::AclDefinition;
+use crate::credential_files::CredentialFiles;
 use crate::{EventDecl, PolicyPool};
 use aaa::{
     query_resource_access, AccessControlList, AccessDecision, AccountingConfig, AccountingLog,
@@ -58,6 +59,7 @@ pub struct AaaContext {
     definitions: Mutex<HashMap<String, Cached<Option<Arc<AccessControlList>>>>>,
     decisions: Mutex<HashMap<DecisionKey, Cached<AccessDecision>>>,
     accounting: RwLock<Option<Arc<AccountingLog>>>,
+    credentials: CredentialFiles,
 }
 
 impl Default for AaaContext {
@@ -69,6 +71,7 @@ impl Default for AaaContext {
             definitions: Mutex::new(HashMap::new()),
             decisions: Mutex::new(HashMap::new()),
             accounting: RwLock::new(None),
+            credentials: CredentialFiles::default(),
         }
     }
 }
@@ -86,6 +89,12 @@ impl AaaContext {
             .with_state(|lua| Ok(lua.app_data_ref::<Arc<AaaContext>>().map(|ctx| ctx.clone())))
             .ok()
             .flatten()
+    }
+
+    /// The credential files `kumo.aaa.load_credentials` loaded, shared by
+    /// every Lua state of the process.
+    pub fn credentials(&self) -> &CredentialFiles {
+        &self.credentials
     }
 
     /// `kumo.aaa.set_acl_cache_ttl`: how long `get_acl_definition`

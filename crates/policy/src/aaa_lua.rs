@@ -216,6 +216,7 @@ pub fn aaa_registrar(ctx: Arc<AaaContext>) -> ModuleRegistrar {
 /// The `kumo.aaa` table: one entry per function below.
 fn build_module(lua: &Lua, ctx: Arc<AaaContext>) -> mlua::Result<Table> {
     let module = lua.create_table()?;
+    crate::aaa_password_lua::register(lua, &module, &ctx)?;
     module.set("load_acl_map", lua.create_function(load_acl_map)?)?;
     module.set(
         "make_access_control_list",

@@ -5,20 +5,24 @@
 //! (`proxy`, ...), keeps a pool of loaded states so concurrent callers never
 //! wait on one state, and bumps a config epoch to reload the policy. It also
 //! owns the small value types that Lua parameter tables share (durations;
-//! keysources live in `aaa` and are re-exported here), and the `kumo.aaa`
+//! keysources live in `aaa` and are re-exported here), the `kumo.aaa`
 //! module with the process's access-control state ([`AaaContext`]: ACL
-//! sources, caches, accounting log). It knows nothing of sockets or
+//! sources, caches, accounting log, credential files), and the login
+//! [`VerdictCache`] both listeners use. It knows nothing of sockets or
 //! protocols.
 
 mod aaa_context;
 mod aaa_lua;
+mod aaa_password_lua;
 mod auth_result;
+mod credential_files;
 mod duration;
 mod events;
 mod kumo_module;
 mod loader;
 mod pool;
 mod pool_settings;
+mod verdict_cache;
 
 /// Re-exported so Lua parameter tables keep naming `policy::KeySource`.
 pub use aaa::KeySource;
@@ -27,12 +31,30 @@ pub use aaa_context::{
 };
 pub use aaa_lua::{aaa_registrar, AclDefinition, AclMapObject, AclObject, ResourceObject};
 pub use auth_result::LuaAuthResult;
+pub use credential_files::{CredentialFile, CredentialFiles, DEFAULT_CREDENTIALS_CHECK_INTERVAL};
 pub use duration::{deserialize_duration, deserialize_optional_duration, parse_duration};
 pub use events::{Bytes, EventDecl, SerdeArg};
 pub use kumo_module::{call_sync, get_or_create_module, kumo_module, run_pre_init, PRE_INIT};
 pub use loader::{ModuleRegistrar, PolicyLoader};
 pub use pool::{EpochHook, PolicyError, PolicyPool};
 pub use pool_settings::{PoolSettings, DEFAULT_LUA_MEMORY_LIMIT};
+pub use verdict_cache::{
+    LoginGeneration, Verdict, VerdictCache, VerdictKey, REFUSED_VERDICT_TTL, VERDICT_CACHE_CAPACITY,
+};
+
+/// Run CPU-heavy synchronous work (a password hash) from code that may be
+/// on an async worker: on a multi-threaded tokio runtime the worker's other
+/// tasks move to another thread meanwhile (`block_in_place`); elsewhere
+/// (no runtime, a current-thread runtime, a blocking thread) it just runs.
+pub fn cpu_bound<T>(work: impl FnOnce() -> T) -> T {
+    use tokio::runtime::{Handle, RuntimeFlavor};
+    match Handle::try_current() {
+        Ok(handle) if handle.runtime_flavor() == RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(work)
+        }
+        _ => work(),
+    }
+}
 
 /// Convert a Lua parameter table into a serde struct, turning serde's
 /// message (which names an unknown key) into a Lua error.

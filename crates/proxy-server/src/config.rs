@@ -62,6 +62,15 @@ pub struct ProxyListenerParams {
     #[serde(default)]
     pub auth_failure_limit: AuthFailureLimitSetting,
 
+    /// How long an accepted RFC 1929 login is remembered (refusals for at
+    /// most `policy::REFUSED_VERDICT_TTL`), so a strong password hash is
+    /// checked once per credential and TTL; `0` disables the cache.
+    #[serde(
+        default = "default_auth_cache_ttl",
+        deserialize_with = "deserialize_duration"
+    )]
+    pub auth_cache_ttl: Duration,
+
     /// Destination addresses CONNECT may not reach (IPs or CIDRs). Unset:
     /// loopback, unspecified, link-local, multicast, broadcast and this
     /// process's own listeners; a list (even `{}`) replaces all of that.
@@ -120,6 +129,7 @@ impl ProxyListenerParams {
             idle_timeout: default_idle_timeout(),
             max_connections: default_max_connections(),
             auth_failure_limit: AuthFailureLimitSetting::default(),
+            auth_cache_ttl: default_auth_cache_ttl(),
             prohibited_destinations: None,
         }
     }
@@ -150,9 +160,25 @@ impl ProxyListenerParams {
                 self.listen
             );
         }
+        if self.auth_cache_ttl > MAX_AUTH_CACHE_TTL {
+            anyhow::bail!(
+                "listener {}: auth_cache_ttl must be at most {MAX_AUTH_CACHE_TTL:?}",
+                self.listen
+            );
+        }
         self.auth_failure_limit
             .validate(&format!("listener {}", self.listen))
     }
+}
+
+/// The longest `auth_cache_ttl` accepted: a day. A removed user or a
+/// changed password takes effect at once anyway (a credential file reload
+/// or a config epoch bump empties the cache), but a policy that decides
+/// otherwise (a database) is only asked again after the TTL.
+pub const MAX_AUTH_CACHE_TTL: Duration = Duration::from_secs(24 * 3600);
+
+fn default_auth_cache_ttl() -> Duration {
+    Duration::from_secs(60)
 }
 
 fn default_hostname() -> String {

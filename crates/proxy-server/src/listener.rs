@@ -1,6 +1,7 @@
 //! A bound SOCKS5 listener and its accept loop.
 
 use crate::admission::IdentityControl;
+use crate::auth::LoginCache;
 use crate::config::ProxyListenerParams;
 use crate::destination::{DestinationGuard, OwnListeners};
 use crate::metrics::{ListenerMetrics, ProxyMetrics};
@@ -37,6 +38,8 @@ pub struct ListenerContext {
     /// `kumo.aaa`'s state: CONNECT/BIND authorization and accounting;
     /// `None` in legacy mode (no policy, nothing checked).
     pub aaa: Option<Arc<AaaContext>>,
+    /// Verdicts on RFC 1929 logins (`auth_cache_ttl`).
+    pub login_cache: LoginCache,
     /// The bound `ip:port`, as metrics and records name the listener.
     pub listener: String,
     /// Per-identity limits, counts, metrics and the live-session registry.
@@ -85,8 +88,10 @@ impl ProxyListener {
             shared.own_listeners.clone(),
         );
         let policy = shared.policy.clone();
+        let aaa = policy.as_ref().and_then(AaaContext::of);
         let ctx = Arc::new(ListenerContext {
-            aaa: policy.as_ref().and_then(AaaContext::of),
+            login_cache: LoginCache::new(params.auth_cache_ttl, aaa.clone()),
+            aaa,
             failure_limiter,
             destinations,
             tls,

@@ -56,6 +56,10 @@ struct Cli {
     /// Diagnostic log format.
     #[arg(long, value_enum, default_value = "full")]
     diag_format: daemon::DiagFormat,
+
+    /// A tool instead of the server (`hash-password`).
+    #[command(subcommand)]
+    tool: Option<daemon::Tool>,
 }
 
 fn parse_range(text: &str) -> Result<IpNet, String> {
@@ -63,7 +67,10 @@ fn parse_range(text: &str) -> Result<IpNet, String> {
 }
 
 fn main() -> std::process::ExitCode {
-    let cli = Cli::parse();
+    let mut cli = Cli::parse();
+    if let Some(tool) = cli.tool.take() {
+        return daemon::run_tool(tool);
+    }
     if cli.dump_metric_metadata {
         let mut metadata = ProxyMetrics::metadata();
         metadata.extend(proxy_server::identity_metrics::IdentityMetrics::metadata());

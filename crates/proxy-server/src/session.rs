@@ -472,7 +472,7 @@ async fn check_login(
         info!(peer = %peer, remaining = ?remaining, "login refused without calling the policy: client IP is blocked");
         return None;
     }
-    let decision = authenticate(policy, username, password, peer, local).await;
+    let decision = authenticate(policy, &ctx.login_cache, username, password, peer, local).await;
     ctx.metrics
         .auth_callback_seconds
         .observe(started.elapsed().as_secs_f64());

@@ -135,12 +135,13 @@ pub fn received(dir: &Path) -> Vec<Received> {
 /// A proxy policy: one `require_auth` listener; the login handler appends
 /// `username peer_address local_address` to `@DIR@/proxy_calls.txt` and
 /// accepts [`PROXY_USER`]/[`PROXY_PASSWORD`]; its ACL refuses BIND to
-/// 127.0.0.3 (reply 02).
+/// 127.0.0.3 (reply 02). No verdict cache (`auth_cache_ttl = 0`): every
+/// login reaches the handler, so the tests can count logins.
 pub const PROXY_POLICY: &str = r#"
 local kumo = require 'kumo'
 local proxy = require 'proxy'
 kumo.on('proxy_init', function()
-  proxy.start_proxy_listener { listen = '127.0.0.1:0', require_auth = true, timeout = '10 seconds', prohibited_destinations = {} }
+  proxy.start_proxy_listener { listen = '127.0.0.1:0', require_auth = true, timeout = '10 seconds', prohibited_destinations = {}, auth_cache_ttl = 0 }
 end)
 kumo.on('proxy_server_auth_rfc1929', function(username, password, conn_meta)
   local f = assert(io.open('@DIR@/proxy_calls.txt', 'a'))

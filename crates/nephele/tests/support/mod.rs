@@ -171,8 +171,17 @@ pub struct Daemon {
 impl Daemon {
     /// `nephele --policy POLICY ARGS`, waiting for `http listener on ADDR`.
     pub fn start(policy: &Path, args: &[&str]) -> Self {
+        Self::start_with_env(policy, args, &[])
+    }
+
+    /// Like [`Daemon::start`], with extra environment variables.
+    pub fn start_with_env(policy: &Path, args: &[&str], envs: &[(&str, &str)]) -> Self {
         let mut command = Command::new(NEPHELE_BIN);
-        command.arg("--policy").arg(policy).args(args);
+        command
+            .arg("--policy")
+            .arg(policy)
+            .args(args)
+            .envs(envs.iter().copied());
         Self::start_command(command)
     }
 
