@@ -103,8 +103,10 @@ async fn bandwidth_is_shaped_per_identity_while_others_go_full_speed() {
         (900_000.0..=1_100_000.0).contains(&alice_rate),
         "alice at {alice_rate:.0} B/s for a 1 MB/s limit"
     );
+    // Five times alice's limit proves bob is not shaped, with room for a
+    // machine busy with other tests.
     assert!(
-        bob_rate > 20_000_000.0,
+        bob_rate > 5_000_000.0,
         "bob (unlimited) at only {bob_rate:.0} B/s"
     );
     let sessions = server

@@ -6,6 +6,11 @@
 
 #![allow(dead_code)]
 
+// The general in-process helpers (echo server, round trips) are written once.
+#[path = "../inproc/mod.rs"]
+mod inproc;
+pub use inproc::{echo_server, round_trip};
+
 use proxy_server::{ProxyConfig, ProxyServer};
 use socks5::{
     encode_greeting, encode_request, encode_userpass_request, parse_reply, AuthMethod, Command,
@@ -190,21 +195,6 @@ pub async fn tunnel_as(
     }
 }
 
-/// An echo server on loopback.
-pub async fn echo_server() -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        while let Ok((mut conn, _)) = listener.accept().await {
-            tokio::spawn(async move {
-                let (mut read, mut write) = conn.split();
-                let _ = tokio::io::copy(&mut read, &mut write).await;
-            });
-        }
-    });
-    addr
-}
-
 /// A server that writes zeros to each client until it goes away.
 pub async fn bulk_source() -> SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -218,14 +208,6 @@ pub async fn bulk_source() -> SocketAddr {
         }
     });
     addr
-}
-
-/// One echo round trip.
-pub async fn round_trip(stream: &mut TcpStream, payload: &[u8]) {
-    stream.write_all(payload).await.unwrap();
-    let mut got = vec![0u8; payload.len()];
-    stream.read_exact(&mut got).await.unwrap();
-    assert_eq!(got, payload);
 }
 
 /// Whether `stream` is closed by the proxy within `within`.
