@@ -9,6 +9,8 @@
 // The general in-process helpers (echo server, round trips) are written once.
 #[path = "../inproc/mod.rs"]
 mod inproc;
+// Not every test binary that includes this module uses them.
+#[allow(unused_imports)]
 pub use inproc::{echo_server, round_trip};
 
 use proxy_server::{ProxyConfig, ProxyServer};
