@@ -4,33 +4,20 @@
 
 #[path = "support/backends.rs"]
 mod backends;
+#[path = "support/lua_state.rs"]
+mod lua_state;
 #[path = "support/upstream_examples.rs"]
 mod upstream_examples;
 
 use backends::{free_port, AuthService};
+use lua_state::{run, state_with};
 use mlua::Lua;
 use policy_lib::PolicyLibrary;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 fn state() -> Lua {
-    let lua = Lua::new();
-    policy_lib::register(&lua, &PolicyLibrary::new()).unwrap();
-    lua.load(
-        "printed = {}
-         function print(...)
-           local parts = {}
-           for i = 1, select('#', ...) do parts[i] = tostring(select(i, ...)) end
-           table.insert(printed, table.concat(parts, '\\t'))
-         end",
-    )
-    .exec()
-    .unwrap();
-    lua
-}
-
-async fn run(lua: &Lua, code: &str) -> mlua::Result<()> {
-    lua.load(code).exec_async().await
+    state_with(&PolicyLibrary::new())
 }
 
 #[tokio::test]

@@ -5,39 +5,21 @@
 
 #[path = "support/backends.rs"]
 mod backends;
+#[path = "support/lua_state.rs"]
+mod lua_state;
 #[path = "support/upstream_examples.rs"]
 mod upstream_examples;
 
 use backends::{free_port, RedisCluster, RedisServer};
+use lua_state::{run, state_with};
 use mlua::Lua;
 use policy_lib::PolicyLibrary;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
-
-fn state(library: &Arc<PolicyLibrary>) -> Lua {
-    let lua = Lua::new();
-    policy_lib::register(&lua, library).unwrap();
-    lua.load(
-        "printed = {}
-         function print(...)
-           local parts = {}
-           for i = 1, select('#', ...) do parts[i] = tostring(select(i, ...)) end
-           table.insert(printed, table.concat(parts, '\\t'))
-         end",
-    )
-    .exec()
-    .unwrap();
-    lua
-}
-
-async fn run(lua: &Lua, code: &str) -> mlua::Result<()> {
-    lua.load(code).exec_async().await
-}
 
 #[tokio::test]
 async fn the_upstream_examples_run_with_only_the_address_changed() {
     let server = RedisServer::start();
-    let lua = state(&PolicyLibrary::new());
+    let lua = state_with(&PolicyLibrary::new());
     let example = upstream_examples::with_addresses(upstream_examples::REDIS, &server.url(), "");
     run(&lua, &example).await.unwrap();
     let printed: Vec<String> = lua.globals().get("printed").unwrap();
@@ -48,7 +30,7 @@ async fn the_upstream_examples_run_with_only_the_address_changed() {
 #[tokio::test]
 async fn replies_become_lua_values() {
     let server = RedisServer::start();
-    let lua = state(&PolicyLibrary::new());
+    let lua = state_with(&PolicyLibrary::new());
     lua.globals().set("url", server.url()).unwrap();
     run(
         &lua,
@@ -80,7 +62,7 @@ async fn replies_become_lua_values() {
 async fn errors_name_the_function() {
     let server = RedisServer::start();
     let closed = free_port();
-    let lua = state(&PolicyLibrary::new());
+    let lua = state_with(&PolicyLibrary::new());
     lua.globals().set("url", server.url()).unwrap();
     run(
         &lua,
@@ -135,7 +117,7 @@ async fn errors_name_the_function() {
 async fn the_password_is_used_and_never_shown() {
     const PASSWORD: &str = "s3cret-Redis-pw";
     let server = RedisServer::start_with_password(PASSWORD);
-    let lua = state(&PolicyLibrary::new());
+    let lua = state_with(&PolicyLibrary::new());
     let port = server.port;
     let good = format!(
         "local c = require('redis').open {{ node = 'redis://:{PASSWORD}@127.0.0.1:{port}' }} \
@@ -174,7 +156,7 @@ async fn the_password_is_used_and_never_shown() {
 #[tokio::test]
 async fn every_wait_is_bounded() {
     let server = RedisServer::start();
-    let lua = state(&PolicyLibrary::new());
+    let lua = state_with(&PolicyLibrary::new());
     lua.globals().set("url", server.url()).unwrap();
 
     // A reply that does not come: the server is paused.
@@ -235,7 +217,7 @@ async fn every_wait_is_bounded() {
 async fn one_pool_per_parameters_shared_by_states_and_bounded_by_pool_size() {
     let server = RedisServer::start();
     let library = PolicyLibrary::new();
-    let states: Vec<Lua> = (0..4).map(|_| state(&library)).collect();
+    let states: Vec<Lua> = (0..4).map(|_| state_with(&library)).collect();
     let open = format!(
         "conn = require('redis').open {{ node = '{}', pool_size = 2 }}",
         server.url()
@@ -271,7 +253,7 @@ async fn one_pool_per_parameters_shared_by_states_and_bounded_by_pool_size() {
 #[tokio::test]
 async fn a_cluster_serves_keys_on_every_node() {
     let cluster = RedisCluster::start();
-    let lua = state(&PolicyLibrary::new());
+    let lua = state_with(&PolicyLibrary::new());
     let nodes: Vec<String> = cluster.urls().iter().map(|u| format!("'{u}'")).collect();
     let code = format!(
         "local conn = require('redis').open {{ node = {{ {} }} }}
