@@ -247,6 +247,38 @@ pub async fn drain(
     }
 }
 
+/// Run `close` (a blocking flush of a spool or log) off the runtime and
+/// wait for it at most `grace`; `what` names it in the warning when it
+/// does not finish in time.
+pub async fn close_blocking<F, R>(what: &str, grace: std::time::Duration, close: F)
+where
+    F: FnOnce() -> R + Send + 'static,
+    R: Send + 'static,
+{
+    let closing = tokio::task::spawn_blocking(close);
+    match tokio::time::timeout(grace, closing).await {
+        Ok(Ok(_)) => {}
+        Ok(Err(err)) => warn!("closing {what} failed: {err}"),
+        Err(_) => warn!("{what} did not close within {grace:?}"),
+    }
+}
+
+/// A token cancelled when SIGINT or SIGTERM arrives; `message` is logged
+/// then (it says what the shutdown waits for).
+pub fn cancel_on_signal(
+    signals: ShutdownSignals,
+    message: String,
+) -> tokio_util::sync::CancellationToken {
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let stop = shutdown.clone();
+    tokio::spawn(async move {
+        signals.wait().await;
+        info!("{message}");
+        stop.cancel();
+    });
+    shutdown
+}
+
 /// Lets a repeated warning through at most once per interval and counts
 /// what it held back, so a flood (every client refused at
 /// `max_connections`) costs a line per second, not a line per client.

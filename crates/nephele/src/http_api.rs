@@ -54,10 +54,9 @@ pub async fn bind_listeners(
     requested: Vec<HttpListenerParams>,
     policy: PolicyPool,
     registry: Arc<Registry>,
-    set_log_filter: LogFilterSetter,
+    set_log_filter: Option<LogFilterSetter>,
     service: Arc<InjectService>,
 ) -> anyhow::Result<Vec<HttpListener>> {
-    let services =
-        HttpServices::with_default_acl(policy, registry, Some(set_log_filter), openapi());
+    let services = HttpServices::with_default_acl(policy, registry, set_log_filter, openapi());
     HttpListener::bind_all(requested, services, || routes(service.clone())).await
 }

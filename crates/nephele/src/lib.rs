@@ -1,6 +1,7 @@
-//! The parts of the `nephele` mail daemon, as a library so that fuzz
-//! targets and tests can reach them; the binary (`main.rs`) wires them
-//! together.
+//! The `nephele` mail daemon as a library: [`server`] loads the policy,
+//! opens the spool, binds the listeners and serves until shut down; the
+//! binary (`main.rs`) only parses flags and signals. Tests and fuzz
+//! targets reach the parts directly.
 
 pub mod delivery;
 pub mod http_api;
@@ -11,6 +12,7 @@ pub mod metrics;
 mod policy_errors;
 pub mod queue_config;
 pub mod queues;
+pub mod server;
 pub mod smtp;
 
 pub use policy_errors::policy_error_text;

@@ -8,7 +8,6 @@ use aaa::AuthInfo;
 use http_listener::{HttpListenerParams, HttpListenerSink};
 use message::LuaMessage;
 use mlua::{Lua, Value};
-use parking_lot::Mutex;
 use policy::{deserialize_optional_duration, EventDecl, ModuleRegistrar, SerdeArg};
 use serde::Deserialize;
 use std::path::PathBuf;
@@ -79,37 +78,8 @@ pub struct InitRequested {
     pub injection: Option<InjectionLimits>,
 }
 
-/// Collects requests while `init` runs. Outside it (policy top level runs
-/// again for every pooled state) the functions raise an error saying so.
-#[derive(Default)]
-pub struct InitRequests {
-    open: Mutex<Option<InitRequested>>,
-}
-
-impl InitRequests {
-    /// Start accepting requests (just before calling `init`).
-    pub fn open(&self) {
-        *self.open.lock() = Some(InitRequested::default());
-    }
-
-    /// Stop accepting requests and return what was asked for.
-    pub fn close(&self) -> InitRequested {
-        self.open.lock().take().unwrap_or_default()
-    }
-
-    fn with_open(
-        &self,
-        function: &str,
-        f: impl FnOnce(&mut InitRequested) -> mlua::Result<()>,
-    ) -> mlua::Result<()> {
-        match self.open.lock().as_mut() {
-            Some(requested) => f(requested),
-            None => Err(mlua::Error::RuntimeError(format!(
-                "kumo.{function} may only be called from the init event"
-            ))),
-        }
-    }
-}
+/// Collects what `init` asks for (taken only while `init` runs).
+pub type InitRequests = policy::InitRequests<InitRequested>;
 
 fn lua_error(function: &str, err: impl std::fmt::Display) -> mlua::Error {
     mlua::Error::RuntimeError(format!("{function}: {err}"))
@@ -128,7 +98,7 @@ pub fn registrar(requests: Arc<InitRequests>) -> ModuleRegistrar {
         )?;
         let http_requests = requests.clone();
         let sink: HttpListenerSink = Arc::new(move |params| {
-            http_requests.with_open("start_http_listener", |requested| {
+            http_requests.with_open("kumo.start_http_listener", |requested| {
                 requested.http.push(params);
                 Ok(())
             })
@@ -164,7 +134,7 @@ fn define_spool(lua: &Lua, requests: Arc<InitRequests>) -> mlua::Result<mlua::Fu
                 format!("name must be 'data' or 'meta', got {:?}", params.name),
             ));
         }
-        requests.with_open("define_spool", |requested| {
+        requests.with_open("kumo.define_spool", |requested| {
             if requested.spools.iter().any(|s| s.name == params.name) {
                 return Err(lua_error(
                     "define_spool",
@@ -188,7 +158,7 @@ fn configure_local_logs(lua: &Lua, requests: Arc<InitRequests>) -> mlua::Result<
                 "max_file_size must be at least 1",
             ));
         }
-        requests.with_open("configure_local_logs", |requested| {
+        requests.with_open("kumo.configure_local_logs", |requested| {
             requested.logs = Some(params);
             Ok(())
         })
@@ -205,7 +175,7 @@ fn configure_injection(lua: &Lua, requests: Arc<InitRequests>) -> mlua::Result<m
         params
             .validate()
             .map_err(|err| lua_error("configure_injection", err))?;
-        requests.with_open("configure_injection", |requested| {
+        requests.with_open("kumo.configure_injection", |requested| {
             requested.injection = Some(params);
             Ok(())
         })
@@ -220,7 +190,7 @@ fn dns_module(lua: &Lua, requests: Arc<InitRequests>) -> mlua::Result<mlua::Tabl
         lua.create_function(move |lua, value: Value| {
             let params: crate::smtp::mx::ResolverParams = policy::from_lua_params(lua, value)
                 .map_err(|err| lua_error("dns.configure_resolver", err))?;
-            requests.with_open("dns.configure_resolver", |requested| {
+            requests.with_open("kumo.dns.configure_resolver", |requested| {
                 requested.dns = Some(params);
                 Ok(())
             })
@@ -238,7 +208,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("policy.lua");
         std::fs::write(&path, policy).unwrap();
-        let requests = Arc::new(InitRequests::default());
+        let requests = Arc::new(InitRequests::new("init"));
         let loader = PolicyLoader::new(&path, vec![registrar(requests.clone())]);
         let result = loader.load().and_then(|lua| {
             requests.open();

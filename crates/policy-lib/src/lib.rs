@@ -26,6 +26,7 @@ mod redis_values;
 mod regex;
 mod secrets;
 mod sqlite;
+mod startup;
 mod string;
 #[cfg(test)]
 mod test_support;
@@ -35,6 +36,7 @@ mod uuid;
 pub use crate::redis::{RedisParams, RedisPool};
 use mlua::Lua;
 use policy::ModuleRegistrar;
+pub use startup::load_policy;
 use std::sync::Arc;
 
 /// Process-wide state of the policy library, shared by every Lua state of

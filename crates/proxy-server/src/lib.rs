@@ -27,15 +27,14 @@ pub mod shaping;
 pub mod tunnel;
 
 use admission::IdentityControl;
-use anyhow::Context;
 use config::ProxyListenerParams;
 use destination::OwnListeners;
 use http_listener::{HttpListener, HttpListenerParams, LogFilterSetter};
 use ipnet::IpNet;
 use listener::{ProxyListener, ProxyShared};
-use lua_api::{ListenerRequests, PROXY_INIT};
+use lua_api::PROXY_INIT;
 use metrics::ProxyMetrics;
-use policy::{AaaContext, PolicyLoader, PolicyPool};
+use policy::{AaaContext, PolicyPool};
 use prometheus_client::registry::Registry;
 use std::net::SocketAddr;
 use std::path::Path;
@@ -76,24 +75,13 @@ impl ProxyConfig {
         path: &Path,
         library: Arc<policy_lib::PolicyLibrary>,
     ) -> anyhow::Result<Self> {
-        let requests = Arc::new(ListenerRequests::default());
-        let loader = PolicyLoader::new(
+        let (pool, requested) = policy_lib::load_policy(
             path,
-            vec![
-                lua_api::registrar(requests.clone()),
-                policy::aaa_registrar(AaaContext::new()),
-                policy_lib::registrar(library.clone()),
-            ],
-        );
-        let pool = PolicyPool::new(loader, POLICY_CALL_TIMEOUT)?;
-        pool.on_epoch_bump(Arc::new(move |_| library.bump_epoch()));
-        requests.open();
-        let init = pool.with_state(|lua| {
-            policy::run_pre_init(lua)?;
-            call_proxy_init(lua)
-        });
-        let requested = requests.close();
-        init?;
+            &PROXY_INIT,
+            lua_api::registrar,
+            library,
+            POLICY_CALL_TIMEOUT,
+        )?;
         if requested.proxy.is_empty() {
             anyhow::bail!(
                 "{}: proxy_init defined no listener (call proxy.start_proxy_listener)",
@@ -153,15 +141,6 @@ fn identity_control(
     let fleet = fleet.map(|fleet| Arc::new(fleet.count_fallbacks_in(fallbacks)));
     let limits = policy.map(identity_limits::LimitsCache::for_policy);
     Arc::new(IdentityControl::new(limits, fleet, metrics))
-}
-
-/// Run the policy's `proxy_init` handler, if any.
-fn call_proxy_init(lua: &mlua::Lua) -> anyhow::Result<()> {
-    match policy::call_sync(lua, &PROXY_INIT, ()) {
-        Ok(Some(())) => Ok(()),
-        Ok(None) => anyhow::bail!("the policy has no proxy_init handler"),
-        Err(err) => Err(anyhow::anyhow!("proxy_init failed: {err}")),
-    }
 }
 
 /// Every listener bound, ready to serve.
@@ -258,8 +237,11 @@ impl ProxyServer {
         shutdown.cancelled().await;
         daemon::drain(accept_loops, &sessions, SHUTDOWN_GRACE, "sessions").await;
         if let Some(aaa) = self.aaa {
-            let closing = tokio::task::spawn_blocking(move || aaa.close_accounting());
-            closing.await.context("closing the accounting log")?;
+            // A segment is a complete zstd frame only once finished.
+            daemon::close_blocking("the accounting log", SHUTDOWN_GRACE, move || {
+                aaa.close_accounting()
+            })
+            .await;
         }
         Ok(())
     }

@@ -4,7 +4,6 @@ use crate::config::ProxyListenerParams;
 use crate::fleet::{Fleet, SharedStateParams};
 use http_listener::{HttpListenerParams, HttpListenerSink};
 use mlua::{Lua, Value};
-use parking_lot::Mutex;
 use policy::{Bytes, EventDecl, LuaAuthResult, ModuleRegistrar, SerdeArg};
 use serde::Serialize;
 use std::sync::Arc;
@@ -36,47 +35,30 @@ pub struct RequestedListeners {
     pub shared_state: Option<Fleet>,
 }
 
-/// Listeners requested by `proxy_init`. Requests are taken only while
-/// `proxy_init` runs, so a policy that calls `start_proxy_listener` at top
-/// level (run again for every pooled state) is told so.
-#[derive(Default)]
-pub struct ListenerRequests {
-    open: Mutex<Option<RequestedListeners>>,
+/// Collects what `proxy_init` asks for (taken only while `proxy_init`
+/// runs, so a policy that calls `start_proxy_listener` at top level, run
+/// again for every pooled state, is told so).
+pub type ListenerRequests = policy::InitRequests<RequestedListeners>;
+
+/// The functions `proxy_init` calls to define listeners and shared state.
+trait RecordListeners {
+    fn push(&self, params: ProxyListenerParams) -> mlua::Result<()>;
+    fn push_http(&self, params: HttpListenerParams) -> mlua::Result<()>;
+    fn set_shared_state(&self, fleet: Fleet) -> mlua::Result<()>;
 }
 
-impl ListenerRequests {
-    /// Start accepting requests (just before calling `proxy_init`).
-    pub fn open(&self) {
-        *self.open.lock() = Some(RequestedListeners::default());
-    }
-
-    /// Stop accepting requests and return what was asked for.
-    pub fn close(&self) -> RequestedListeners {
-        self.open.lock().take().unwrap_or_default()
-    }
-
-    fn with_open<T>(
-        &self,
-        function: &str,
-        push: impl FnOnce(&mut RequestedListeners) -> T,
-    ) -> mlua::Result<T> {
-        match self.open.lock().as_mut() {
-            Some(requested) => Ok(push(requested)),
-            None => Err(mlua::Error::RuntimeError(format!(
-                "{function} may only be called from the proxy_init event"
-            ))),
-        }
-    }
-
+impl RecordListeners for ListenerRequests {
     fn push(&self, params: ProxyListenerParams) -> mlua::Result<()> {
         self.with_open("start_proxy_listener", |requested| {
-            requested.proxy.push(params)
+            requested.proxy.push(params);
+            Ok(())
         })
     }
 
     fn push_http(&self, params: HttpListenerParams) -> mlua::Result<()> {
         self.with_open("start_http_listener", |requested| {
-            requested.http.push(params)
+            requested.http.push(params);
+            Ok(())
         })
     }
 
@@ -90,7 +72,7 @@ impl ListenerRequests {
                 requested.shared_state = Some(fleet);
                 Ok(())
             }
-        })?
+        })
     }
 }
 
@@ -122,7 +104,7 @@ pub fn registrar(requests: Arc<ListenerRequests>) -> ModuleRegistrar {
             let err = |e: String| mlua::Error::RuntimeError(format!("configure_shared_state: {e}"));
             // Checked first: only proxy_init may configure, and parsing
             // `redis` must not happen (or fail) anywhere else.
-            shared_requests.with_open("configure_shared_state", |_| ())?;
+            shared_requests.with_open("configure_shared_state", |_| Ok(()))?;
             let params = SharedStateParams::from_lua(lua, params).map_err(err)?;
             shared_requests.set_shared_state(params.open().map_err(err)?)
         })?;

@@ -10,7 +10,6 @@ use proxy_server::{http_api, metrics::ProxyMetrics, ProxyConfig, ProxyServer};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
-use tokio_util::sync::CancellationToken;
 use tracing::info;
 
 #[derive(Debug, Parser)]
@@ -130,16 +129,13 @@ async fn run(cli: Cli, set_log_filter: LogFilterSetter) -> anyhow::Result<()> {
         return Ok(());
     }
     let server = ProxyServer::bind(config, Some(set_log_filter)).await?;
-    let shutdown = CancellationToken::new();
-    let stop = shutdown.clone();
-    tokio::spawn(async move {
-        signals.wait().await;
-        info!(
+    let shutdown = daemon::cancel_on_signal(
+        signals,
+        format!(
             "shutting down: no new connections, draining sessions for up to {:?}",
             proxy_server::SHUTDOWN_GRACE
-        );
-        stop.cancel();
-    });
+        ),
+    );
     server.run(shutdown).await?;
     info!("stopped");
     Ok(())

@@ -89,7 +89,7 @@ mod tests {
             end)"#,
         )
         .unwrap();
-        let loader = PolicyLoader::new(&path, vec![registrar(Arc::new(InitRequests::default()))]);
+        let loader = PolicyLoader::new(&path, vec![registrar(Arc::new(InitRequests::new("init")))]);
         PolicyPool::new(loader, Duration::from_secs(10)).unwrap()
     }
 
