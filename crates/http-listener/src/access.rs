@@ -2,8 +2,7 @@
 //! credentials decided by the policy), then whether the ACL lets it use the
 //! requested resource with the request's method.
 
-use crate::authenticator::BEARER_IDENTITY;
-use crate::authenticator::{AuthError, AuthVerdict};
+use crate::authenticator::{ask_policy, BEARER_IDENTITY};
 use crate::credentials::{Credential, CredentialError};
 use crate::server::{ConnectionInfo, ListenerState};
 use aaa::{AuthInfo, Identity, IdentityContext, Resource, TRUSTED_IP_GROUP};
@@ -11,10 +10,9 @@ use axum::extract::{Request, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use policy::{LocalOnly, LoginAttempt, LoginOutcome, LoginThrottle, Unobserved};
 use std::sync::Arc;
-// tokio's clock, so tests can pause and advance it.
-use tokio::time::Instant;
-use tracing::{debug, error, info, warn};
+use tracing::{debug, error, info};
 
 /// The `WWW-Authenticate` challenge sent with every `401`.
 pub const WWW_AUTHENTICATE_CHALLENGE: &str = "Basic realm=\"nephele\"";
@@ -172,57 +170,40 @@ async fn authenticate(
         return Ok(auth);
     };
     let credential = Credential::parse(header.as_bytes())?;
-    let limiter = state.failure_limiter.as_ref().filter(|_| !trusted);
-    if let Some(left) =
-        limiter.and_then(|limiter| limiter.blocked_for(ip, Instant::now().into_std()))
+    // The attempted identity is the user name, or a fixed name for a
+    // bearer token: the token itself never reaches the log.
+    let attempted = match credential.user() {
+        Some(user) => Identity {
+            identity: user.to_owned(),
+            context: IdentityContext::HttpBasicAuth,
+        },
+        None => Identity {
+            identity: BEARER_IDENTITY.to_owned(),
+            context: IdentityContext::BearerToken,
+        },
+    };
+    let fields = credential.cache_fields();
+    let attempt = LoginAttempt {
+        attempted,
+        connection: auth,
+        cache_fields: &fields,
+    };
+    // Trusted hosts are never blocked.
+    let throttle = LoginThrottle {
+        local: state.failure_limiter.as_ref().filter(|_| !trusted),
+        shared: &LocalOnly,
+    };
+    let ask = ask_policy(state.logins.policy(), &credential);
+    match state
+        .logins
+        .login(attempt, &throttle, &Unobserved, ask)
+        .await
     {
-        return Err(AccessError::Blocked {
+        LoginOutcome::Accepted(auth) => Ok(auth),
+        LoginOutcome::Refused => Err(AccessError::Refused),
+        LoginOutcome::Blocked(left) => Err(AccessError::Blocked {
             retry_after: left.as_secs() + u64::from(left.subsec_nanos() > 0),
-        });
-    }
-    let user = credential.user().unwrap_or("-");
-    let scheme = credential.scheme();
-    let outcome = state.authenticator.authenticate(&credential).await;
-    if let (Some(aaa), Ok((verdict, _))) = (&state.aaa, &outcome) {
-        // The attempted identity is the user name, or a fixed name for a
-        // bearer token: the token itself never reaches the log.
-        let attempted = match credential.user() {
-            Some(user) => Identity {
-                identity: user.to_owned(),
-                context: IdentityContext::HttpBasicAuth,
-            },
-            None => Identity {
-                identity: BEARER_IDENTITY.to_owned(),
-                context: IdentityContext::BearerToken,
-            },
-        };
-        match verdict {
-            AuthVerdict::Accepted(info) => {
-                let mut merged = auth.clone();
-                merged.merge(info.clone());
-                aaa.log_authentication(&attempted, true, &merged);
-            }
-            AuthVerdict::Refused => aaa.log_authentication(&attempted, false, &auth),
-        }
-    }
-    match outcome {
-        Ok((AuthVerdict::Accepted(info), cached)) => {
-            debug!(peer = %conn.peer, scheme, user, cached, "credentials accepted");
-            auth.merge(info);
-            Ok(auth)
-        }
-        Ok((AuthVerdict::Refused, cached)) => {
-            info!(peer = %conn.peer, scheme, user, cached, "credentials refused");
-            if let Some(limiter) = limiter {
-                if limiter.record_failure(ip, Instant::now().into_std()) {
-                    warn!(peer = %conn.peer, "too many failed logins; blocking this address");
-                }
-            }
-            Err(AccessError::Refused)
-        }
-        Err(err @ (AuthError::NoHandler { .. } | AuthError::Policy(_))) => {
-            error!(peer = %conn.peer, scheme, user, error = %err, "authentication handler failed");
-            Err(AccessError::Policy)
-        }
+        }),
+        LoginOutcome::PolicyFailed(_) => Err(AccessError::Policy),
     }
 }

@@ -197,7 +197,7 @@ mod tests {
 
     #[test]
     fn cache_keys_distinguish_every_field_and_hide_the_password() {
-        let cache: policy::VerdictCache<crate::AuthVerdict> = policy::VerdictCache::new(
+        let cache: policy::VerdictCache<policy::LoginVerdict> = policy::VerdictCache::new(
             std::time::Duration::from_secs(60),
             std::time::Duration::from_secs(5),
             10,

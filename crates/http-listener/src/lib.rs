@@ -21,8 +21,8 @@ mod server;
 
 pub use access::{principal, AccessError, WWW_AUTHENTICATE_CHALLENGE};
 pub use authenticator::{
-    AuthError, AuthVerdict, Authenticator, AUTH_CACHE_TTL, BEARER_IDENTITY,
-    HTTP_SERVER_VALIDATE_AUTH_BASIC, HTTP_SERVER_VALIDATE_AUTH_BEARER,
+    ask_policy, AUTH_CACHE_TTL, BEARER_IDENTITY, HTTP_SERVER_VALIDATE_AUTH_BASIC,
+    HTTP_SERVER_VALIDATE_AUTH_BEARER,
 };
 pub use credentials::{Credential, CredentialError};
 pub use endpoints::{

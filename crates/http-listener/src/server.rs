@@ -2,7 +2,7 @@
 //! the router every connection is served by.
 
 use crate::access::check_access;
-use crate::authenticator::{Authenticator, AUTH_CACHE_TTL};
+use crate::authenticator::AUTH_CACHE_TTL;
 use crate::endpoints;
 use crate::params::HttpListenerParams;
 use aaa::{AclMap, FailureLimiter, ListenerFailureLimit};
@@ -12,7 +12,7 @@ use axum::http::StatusCode;
 use axum::Router;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use policy::{AaaContext, PolicyPool};
+use policy::{AaaContext, LoginPipeline, PolicyPool};
 use prometheus_client::registry::Registry;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -74,8 +74,8 @@ pub struct ListenerState {
     pub params: HttpListenerParams,
     /// The bound address (the `L` of its resource names).
     pub local_addr: SocketAddr,
-    /// Decides credentials, with its cache.
-    pub authenticator: Authenticator,
+    /// Decides credentials: limiter, verdict cache, policy, accounting.
+    pub logins: LoginPipeline,
     /// Per-IP failed-login limit; `None` when disabled.
     pub failure_limiter: Option<ListenerFailureLimit>,
     /// `kumo.aaa`'s state when the binary installed it: ACLs come from
@@ -260,7 +260,7 @@ impl ListenerState {
         let failure_limiter = params.auth_failure_limit.limiter(&services.failure_limiter);
         let aaa = AaaContext::of(&services.policy);
         ListenerState {
-            authenticator: Authenticator::new(services.policy.clone(), aaa.clone(), AUTH_CACHE_TTL),
+            logins: LoginPipeline::new(services.policy.clone(), AUTH_CACHE_TTL),
             aaa,
             services,
             params,

@@ -21,6 +21,7 @@ mod events;
 mod init_requests;
 mod kumo_module;
 mod loader;
+mod login;
 mod pool;
 mod pool_settings;
 mod verdict_cache;
@@ -38,6 +39,10 @@ pub use events::{Bytes, EventDecl, SerdeArg};
 pub use init_requests::InitRequests;
 pub use kumo_module::{call_sync, get_or_create_module, kumo_module, run_pre_init, PRE_INIT};
 pub use loader::{ModuleRegistrar, PolicyLoader};
+pub use login::{
+    LocalOnly, LoginAttempt, LoginObserver, LoginOutcome, LoginPipeline, LoginThrottle,
+    LoginVerdict, SharedFailures, Unobserved,
+};
 pub use pool::{EpochHook, PolicyError, PolicyPool};
 pub use pool_settings::{PoolSettings, DEFAULT_LUA_MEMORY_LIMIT};
 pub use verdict_cache::{

@@ -1,93 +1,57 @@
-//! Deciding RFC 1929 logins with the policy, failing closed, behind the
-//! listener's verdict cache.
+//! Deciding RFC 1929 logins: the login pipeline both daemons share
+//! ([`policy::LoginPipeline`]: failure limiter, verdict cache, accounting)
+//! with the `proxy_server_auth_rfc1929` event, the fleet's shared blocks
+//! and the proxy's login metrics.
 
+use crate::fleet::Fleet;
+use crate::listener::ListenerContext;
 use crate::lua_api::{ConnMeta, PROXY_SERVER_AUTH_RFC1929};
-use aaa::{redact, AuthInfo, IdentityContext, Secret};
+use crate::metrics::ListenerMetrics;
+use aaa::{redact, AuthInfo, Identity, IdentityContext, ListenerFailureLimit, Secret};
 use policy::{
-    AaaContext, Bytes, LoginGeneration, LuaAuthResult, PolicyPool, SerdeArg, Verdict, VerdictCache,
-    REFUSED_VERDICT_TTL, VERDICT_CACHE_CAPACITY,
+    Bytes, LoginAttempt, LoginObserver, LoginOutcome, LoginThrottle, LoginVerdict, LuaAuthResult,
+    PolicyPool, SerdeArg, SharedFailures,
 };
 use std::net::{IpAddr, SocketAddr};
-use std::sync::Arc;
 use std::time::Duration;
-use tracing::{debug, warn};
 
-/// One listener's remembered login verdicts. Keys are salted hashes of
-/// the client IP, the username and the password (the policy sees the
-/// peer address in `conn_meta`, so a verdict is not reused for another
-/// client); the clear password is never kept.
-pub struct LoginCache {
-    cache: VerdictCache<AuthDecision>,
-    /// Tells when credential files reload; `None` in legacy mode.
-    aaa: Option<Arc<AaaContext>>,
-}
-
-impl LoginCache {
-    /// A cache keeping acceptances for `ttl` (`0` disables it) and
-    /// refusals for at most [`REFUSED_VERDICT_TTL`].
-    pub fn new(ttl: Duration, aaa: Option<Arc<AaaContext>>) -> Self {
-        LoginCache {
-            cache: VerdictCache::new(ttl, REFUSED_VERDICT_TTL, VERDICT_CACHE_CAPACITY),
-            aaa,
-        }
-    }
-}
-
-/// The outcome of one login attempt.
-#[derive(Debug, Clone)]
-pub enum AuthDecision {
-    /// Accepted with this identity.
-    Accepted(AuthInfo),
-    /// Refused; the reason is for the log and never holds the password.
-    Refused(String),
-}
-
-impl Verdict for AuthDecision {
-    fn is_accepted(&self) -> bool {
-        matches!(self, AuthDecision::Accepted(_))
-    }
-}
-
-/// The verdict on a login: from `cache`, else from
-/// `proxy_server_auth_rfc1929`. Anything but `true` or an AuthInfo with at
-/// least one identity is a refusal; a failed call (error, timeout, no
-/// handler) refuses and is not remembered.
-pub async fn authenticate(
-    policy: &PolicyPool,
-    cache: &LoginCache,
+/// Decide the login of `username` / `password` from `peer` on `local`:
+/// the accepted AuthInfo, or `None` (refused, blocked, no policy, or the
+/// policy could not decide: fail closed).
+pub async fn login(
+    ctx: &ListenerContext,
     username: &[u8],
     password: &Secret,
     peer: SocketAddr,
     local: SocketAddr,
-) -> AuthDecision {
-    let generation = LoginGeneration::current(policy, cache.aaa.as_deref());
+) -> Option<AuthInfo> {
+    let logins = ctx.logins.as_ref()?;
     let ip = match peer.ip() {
         IpAddr::V4(v4) => v4.octets().to_vec(),
         IpAddr::V6(v6) => v6.octets().to_vec(),
     };
+    // The policy sees the peer address in `conn_meta`, so a verdict is not
+    // reused for another client.
     let fields = [&ip[..], username, password.expose()];
-    let decide = ask_policy(policy, username, password, peer, local);
-    let (decision, cached) = match cache.cache.get_or_decide(generation, &fields, decide).await {
-        Ok(outcome) => outcome,
-        Err(reason) => (AuthDecision::Refused((*reason).clone()), false),
+    let attempt = LoginAttempt {
+        attempted: Identity {
+            identity: String::from_utf8_lossy(username).into_owned(),
+            context: IdentityContext::ProxyAuthRfc1929,
+        },
+        connection: AuthInfo {
+            peer_address: Some(peer.ip()),
+            ..AuthInfo::default()
+        },
+        cache_fields: &fields,
     };
-    let user = String::from_utf8_lossy(username);
-    // Escaped: a username is client bytes and must not forge log lines.
-    let user = user.escape_debug();
-    match &decision {
-        AuthDecision::Accepted(_) => {
-            debug!(peer = %peer, user = %user, cached, "RFC 1929 login accepted")
-        }
-        AuthDecision::Refused(reason) => {
-            warn!(peer = %peer, user = %user, reason = %reason, cached, "RFC 1929 login refused")
-        }
-    }
-    match decision {
-        AuthDecision::Accepted(mut info) => {
-            info.peer_address = Some(peer.ip());
-            AuthDecision::Accepted(info)
-        }
-        refused => refused,
+    let throttle = LoginThrottle {
+        local: ctx.failure_limiter.as_ref(),
+        shared: &FleetFailures(ctx.control.fleet.as_deref()),
+    };
+    let ask = ask_policy(logins.policy(), username, password, peer, local);
+    match logins.login(attempt, &throttle, &ctx.metrics, ask).await {
+        LoginOutcome::Accepted(info) => Some(info),
+        _ => None,
     }
 }
 
@@ -98,7 +62,7 @@ async fn ask_policy(
     password: &Secret,
     peer: SocketAddr,
     local: SocketAddr,
-) -> Result<AuthDecision, String> {
+) -> Result<LoginVerdict, String> {
     let meta = ConnMeta {
         peer_address: peer.to_string(),
         local_address: local.to_string(),
@@ -109,20 +73,57 @@ async fn ask_policy(
         SerdeArg(meta),
     );
     match policy.call(&PROXY_SERVER_AUTH_RFC1929, args).await {
-        Ok(Some(LuaAuthResult::Bool(true))) => Ok(AuthDecision::Accepted(AuthInfo::from_identity(
+        Ok(Some(LuaAuthResult::Bool(true))) => Ok(LoginVerdict::Accepted(AuthInfo::from_identity(
             String::from_utf8_lossy(username),
             IdentityContext::ProxyAuthRfc1929,
         ))),
         Ok(Some(LuaAuthResult::Bool(false))) => {
-            Ok(AuthDecision::Refused("policy returned false".into()))
+            Ok(LoginVerdict::Refused("policy returned false".into()))
         }
         Ok(Some(LuaAuthResult::AuthInfo(info))) if info.is_authenticated() => {
-            Ok(AuthDecision::Accepted(info))
+            Ok(LoginVerdict::Accepted(info))
         }
-        Ok(Some(LuaAuthResult::AuthInfo(_))) => Ok(AuthDecision::Refused(
+        // Fail closed: groups without an identity prove nothing.
+        Ok(Some(LuaAuthResult::AuthInfo(_))) => Ok(LoginVerdict::Refused(
             "policy returned an AuthInfo with no identities".into(),
         )),
         Ok(None) => Err("no proxy_server_auth_rfc1929 handler is registered".into()),
         Err(err) => Err(redact(&err.to_string(), password)),
+    }
+}
+
+/// The fleet's login blocks in Redis, when shared state is configured. A
+/// Redis failure blocks nobody: the local table still counts.
+struct FleetFailures<'a>(Option<&'a Fleet>);
+
+impl SharedFailures for FleetFailures<'_> {
+    async fn blocked_for(&self, ip: IpAddr) -> Option<Duration> {
+        self.0?.login_blocked(ip).await.flatten()
+    }
+
+    async fn record_failure(&self, ip: IpAddr, limit: &ListenerFailureLimit) -> bool {
+        match self.0 {
+            Some(fleet) => fleet
+                .record_failure(ip, &limit.thresholds)
+                .await
+                .unwrap_or(false),
+            None => false,
+        }
+    }
+}
+
+impl LoginObserver for ListenerMetrics {
+    fn blocked(&self) {
+        self.auth_blocked.inc();
+        self.auth_failure.inc();
+    }
+
+    fn decided(&self, accepted: bool, elapsed: Duration) {
+        self.auth_callback_seconds.observe(elapsed.as_secs_f64());
+        if accepted {
+            self.auth_success.inc();
+        } else {
+            self.auth_failure.inc();
+        }
     }
 }

@@ -16,7 +16,6 @@ pub mod http_api;
 pub mod identity_limits;
 pub mod identity_metrics;
 pub mod listener;
-pub mod login_limit;
 pub mod lua_api;
 pub mod metrics;
 pub mod outbound;

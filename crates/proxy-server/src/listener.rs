@@ -1,7 +1,6 @@
 //! A bound SOCKS5 listener and its accept loop.
 
 use crate::admission::IdentityControl;
-use crate::auth::LoginCache;
 use crate::config::ProxyListenerParams;
 use crate::destination::{DestinationGuard, OwnListeners};
 use crate::metrics::{ListenerMetrics, ProxyMetrics};
@@ -10,7 +9,7 @@ use crate::session::serve_client;
 use aaa::{FailureLimiter, ListenerFailureLimit};
 use anyhow::Context;
 use ipnet::IpNet;
-use policy::{AaaContext, PolicyPool};
+use policy::{AaaContext, LoginPipeline, PolicyPool};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use tokio::net::TcpListener;
@@ -38,8 +37,9 @@ pub struct ListenerContext {
     /// `kumo.aaa`'s state: CONNECT/BIND authorization and accounting;
     /// `None` in legacy mode (no policy, nothing checked).
     pub aaa: Option<Arc<AaaContext>>,
-    /// Verdicts on RFC 1929 logins (`auth_cache_ttl`).
-    pub login_cache: LoginCache,
+    /// RFC 1929 logins with their verdict cache (`auth_cache_ttl`);
+    /// `None` in legacy mode.
+    pub logins: Option<LoginPipeline>,
     /// The bound `ip:port`, as metrics and records name the listener.
     pub listener: String,
     /// Per-identity limits, counts, metrics and the live-session registry.
@@ -90,7 +90,9 @@ impl ProxyListener {
         let policy = shared.policy.clone();
         let aaa = policy.as_ref().and_then(AaaContext::of);
         let ctx = Arc::new(ListenerContext {
-            login_cache: LoginCache::new(params.auth_cache_ttl, aaa.clone()),
+            logins: policy
+                .clone()
+                .map(|policy| LoginPipeline::new(policy, params.auth_cache_ttl)),
             aaa,
             failure_limiter,
             destinations,

@@ -2,13 +2,13 @@
 //! the relay. Every read of the handshake is bounded by the listener's
 //! `timeout`.
 
-use crate::auth::{authenticate, AuthDecision};
+use crate::auth::login;
 use crate::destination::Prohibited;
 use crate::listener::ListenerContext;
 use crate::outbound::{self, OutboundError};
 use crate::relay;
 use crate::tunnel::{Tunnel, TunnelRequest};
-use aaa::{AclMap, AuthInfo, Identity, IdentityContext, Resource, Secret};
+use aaa::{AclMap, AuthInfo, Resource, Secret};
 use socks5::{
     encode_method_selection, encode_reply, encode_userpass_status, parse_greeting, parse_request,
     parse_userpass_request, AuthMethod, Command, ParseResult, Parsed, ReplyCode, Socks5Error,
@@ -16,10 +16,8 @@ use socks5::{
 };
 use std::io;
 use std::net::{Ipv4Addr, SocketAddr};
-// tokio's clock, so tests can pause and advance it.
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
 /// The longest handshake message (a 255-byte username and password).
@@ -429,68 +427,6 @@ async fn check_access(
 
 /// The AuthInfo of an accepted login; `None` when refused. Every outcome
 /// goes to the accounting log (never the password).
-async fn login(
-    ctx: &ListenerContext,
-    username: &[u8],
-    password: &Secret,
-    peer: SocketAddr,
-    local: SocketAddr,
-) -> Option<AuthInfo> {
-    let outcome = check_login(ctx, username, password, peer, local).await;
-    if let Some(aaa) = &ctx.aaa {
-        let attempted = Identity {
-            identity: String::from_utf8_lossy(username).into_owned(),
-            context: IdentityContext::ProxyAuthRfc1929,
-        };
-        let anonymous = AuthInfo {
-            peer_address: Some(peer.ip()),
-            ..AuthInfo::default()
-        };
-        aaa.log_authentication(
-            &attempted,
-            outcome.is_some(),
-            outcome.as_ref().unwrap_or(&anonymous),
-        );
-    }
-    outcome
-}
-
-async fn check_login(
-    ctx: &ListenerContext,
-    username: &[u8],
-    password: &Secret,
-    peer: SocketAddr,
-    local: SocketAddr,
-) -> Option<AuthInfo> {
-    let Some(policy) = &ctx.policy else {
-        return None;
-    };
-    let started = Instant::now();
-    if let Some(remaining) = crate::login_limit::blocked_for(ctx, peer.ip()).await {
-        ctx.metrics.auth_blocked.inc();
-        ctx.metrics.auth_failure.inc();
-        info!(peer = %peer, remaining = ?remaining, "login refused without calling the policy: client IP is blocked");
-        return None;
-    }
-    let decision = authenticate(policy, &ctx.login_cache, username, password, peer, local).await;
-    ctx.metrics
-        .auth_callback_seconds
-        .observe(started.elapsed().as_secs_f64());
-    match decision {
-        AuthDecision::Accepted(info) => {
-            ctx.metrics.auth_success.inc();
-            Some(info)
-        }
-        AuthDecision::Refused(_) => {
-            ctx.metrics.auth_failure.inc();
-            if crate::login_limit::record_failure(ctx, peer.ip()).await {
-                warn!(client = %peer.ip(), "client IP blocked after repeated login failures");
-            }
-            None
-        }
-    }
-}
-
 /// Serve one client from its first byte (TLS handshake or SOCKS greeting)
 /// to the end of its relay.
 pub async fn serve_client(
