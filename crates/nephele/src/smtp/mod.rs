@@ -7,8 +7,10 @@
 
 pub mod client;
 pub mod egress;
+mod health;
 pub mod mx;
 mod pool;
+mod proxy;
 mod session;
 
 use crate::delivery::Outcome;
@@ -43,6 +45,7 @@ pub struct SmtpDeliverer {
     hostname: String,
     pool: ConnectionPool,
     resolver: hickory_resolver::TokioResolver,
+    health: health::SourceHealth,
 }
 
 impl SmtpDeliverer {
@@ -61,6 +64,7 @@ impl SmtpDeliverer {
             hostname,
             pool: ConnectionPool::start(),
             resolver: mx::resolver(dns)?,
+            health: health::SourceHealth::default(),
         })
     }
 
@@ -112,6 +116,7 @@ impl SmtpDeliverer {
             tls: &self.tls,
             ehlo_name,
             host: hosts_host(&hosts, addr),
+            health: &self.health,
         };
         while let Some(idle) = self.pool.take(&key) {
             via.peer_address = Some(idle.peer.to_string());
@@ -187,7 +192,14 @@ impl SmtpDeliverer {
             via.peer_address = Some(addr.to_string());
             let session = session(addr);
             match session.open(addr).await {
-                Err(Failure::Connect(response)) => last = Some(response),
+                Err(Failure::Connect(response)) => {
+                    last = Some(response);
+                    // A proxy found unhealthy fails every address alike.
+                    let source = &session.source.name;
+                    if self.health.suspended_for(source, Instant::now()).is_some() {
+                        break;
+                    }
+                }
                 Err(Failure::Transaction(outcome)) => return outcome,
                 Ok(conn) => {
                     let idle = IdleConnection {
@@ -250,9 +262,23 @@ impl SmtpDeliverer {
         let roll = std::collections::hash_map::RandomState::new()
             .build_hasher()
             .finish();
+        let now = Instant::now();
         let entry = pool
-            .pick(roll)
-            .ok_or_else(|| format!("egress pool {pool_name:?} has no usable entry"))?;
+            .pick(roll, |name| self.health.suspended_for(name, now).is_none())
+            .ok_or_else(|| {
+                let wait = pool
+                    .entries
+                    .iter()
+                    .filter_map(|e| self.health.suspended_for(&e.name, now))
+                    .min();
+                match wait {
+                    Some(wait) => format!(
+                        "every source of egress pool {pool_name:?} is suspended (proxy unhealthy) for at least {}s more",
+                        wait.as_secs()
+                    ),
+                    None => format!("egress pool {pool_name:?} has no usable entry"),
+                }
+            })?;
         match self
             .policy
             .call(&GET_EGRESS_SOURCE, entry.name.clone())
