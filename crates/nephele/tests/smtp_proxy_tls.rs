@@ -6,7 +6,7 @@
 mod smtp_common;
 mod support;
 
-use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair};
+use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
 use serde_json::json;
 use smtp_common::*;
 use std::io::{Read, Write};
@@ -19,10 +19,14 @@ use support::*;
 /// A CA (PEM) and a proxy certificate it signed for `localhost` and
 /// `proxy.test`, written into `dir` as `ca.pem`, `proxy.pem`, `proxy.key`.
 fn write_ca_and_proxy_cert(dir: &Path) {
-    let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca_params = |name: &str| {
+        let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        ca.distinguished_name.push(DnType::CommonName, name);
+        ca
+    };
     let ca_key = KeyPair::generate().unwrap();
-    let ca_cert = ca.self_signed(&ca_key).unwrap();
+    let ca_cert = ca_params("test CA").self_signed(&ca_key).unwrap();
     let leaf = CertificateParams::new(vec!["localhost".to_owned(), "proxy.test".to_owned()])
         .unwrap();
     let leaf_key = KeyPair::generate().unwrap();
@@ -32,7 +36,7 @@ fn write_ca_and_proxy_cert(dir: &Path) {
     std::fs::write(dir.join("proxy.key"), leaf_key.serialize_pem()).unwrap();
     // Another CA that did not sign the proxy's certificate.
     let other_key = KeyPair::generate().unwrap();
-    let other = ca.self_signed(&other_key).unwrap();
+    let other = ca_params("another CA").self_signed(&other_key).unwrap();
     std::fs::write(dir.join("other-ca.pem"), other.pem()).unwrap();
 }
 
@@ -164,7 +168,7 @@ fn delivers_through_the_tls_listener_named_localhost_and_no_secret_in_clear() {
     // What nephele sent is a TLS record stream: a handshake record first,
     // and neither the password, the user name nor the message in clear.
     let sent = relay.from_client.lock().unwrap().clone();
-    assert_eq!(&sent[..2], &[0x16, 0x03], "a TLS handshake record");
+    assert_eq!(sent.get(..2), Some(&[0x16, 0x03][..]), "a TLS handshake record");
     for clear in [PROXY_PASSWORD, PROXY_USER, "EHLO", "tls@example.net"] {
         let found = sent.windows(clear.len()).any(|w| w == clear.as_bytes());
         assert!(!found, "{clear:?} crossed in clear");

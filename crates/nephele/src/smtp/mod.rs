@@ -3,7 +3,8 @@
 //! the next one), connect directly or through a SOCKS5 proxy, and run one
 //! transaction, keeping the connection for the next message to the same
 //! site ([`pool`]). Proxy failures and destination failures get distinct
-//! response texts so the log records tell them apart.
+//! response texts so the log records tell them apart; sources whose proxy
+//! is down are skipped for a while ([`health`]).
 
 pub mod client;
 pub mod egress;
@@ -259,26 +260,7 @@ impl SmtpDeliverer {
                 return Err(format!("get_egress_pool failed: {text}"));
             }
         };
-        let roll = std::collections::hash_map::RandomState::new()
-            .build_hasher()
-            .finish();
-        let now = Instant::now();
-        let entry = pool
-            .pick(roll, |name| self.health.suspended_for(name, now).is_none())
-            .ok_or_else(|| {
-                let wait = pool
-                    .entries
-                    .iter()
-                    .filter_map(|e| self.health.suspended_for(&e.name, now))
-                    .min();
-                match wait {
-                    Some(wait) => format!(
-                        "every source of egress pool {pool_name:?} is suspended (proxy unhealthy) for at least {}s more",
-                        wait.as_secs()
-                    ),
-                    None => format!("egress pool {pool_name:?} has no usable entry"),
-                }
-            })?;
+        let entry = self.pick_source(&pool, pool_name)?;
         match self
             .policy
             .call(&GET_EGRESS_SOURCE, entry.name.clone())
@@ -294,6 +276,36 @@ impl SmtpDeliverer {
                 Err(format!("get_egress_source failed: {text}"))
             }
         }
+    }
+}
+
+impl SmtpDeliverer {
+    /// A weighted random entry of `pool` among the sources not suspended.
+    fn pick_source<'p>(
+        &self,
+        pool: &'p egress::EgressPool,
+        pool_name: &str,
+    ) -> Result<&'p egress::EgressPoolEntry, String> {
+        let roll = std::collections::hash_map::RandomState::new()
+            .build_hasher()
+            .finish();
+        let now = Instant::now();
+        let usable = |name: &str| self.health.suspended_for(name, now).is_none();
+        pool.pick(roll, usable).ok_or_else(|| {
+            let wait = pool
+                .entries
+                .iter()
+                .filter_map(|e| self.health.suspended_for(&e.name, now))
+                .min();
+            match wait {
+                Some(wait) => format!(
+                    "every source of egress pool {pool_name:?} is suspended \
+                     (proxy unhealthy) for at least {}s more",
+                    wait.as_secs()
+                ),
+                None => format!("egress pool {pool_name:?} has no usable entry"),
+            }
+        })
     }
 }
 

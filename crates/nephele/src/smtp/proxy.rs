@@ -219,8 +219,8 @@ impl Tunnel<'_> {
                 Box::new(stream)
             }
         };
-        let handshake =
-            socks5_handshake(&mut stream, &TargetAddr::Ip(dest), self.credentials, self.bind);
+        let target = TargetAddr::Ip(dest);
+        let handshake = socks5_handshake(&mut stream, &target, self.credentials, self.bind);
         let connected = tokio::time::timeout_at(deadline, handshake)
             .await
             .map_err(|_| ProxyFailure::other(late()))?
