@@ -27,8 +27,8 @@ fn write_ca_and_proxy_cert(dir: &Path) {
     };
     let ca_key = KeyPair::generate().unwrap();
     let ca_cert = ca_params("test CA").self_signed(&ca_key).unwrap();
-    let leaf = CertificateParams::new(vec!["localhost".to_owned(), "proxy.test".to_owned()])
-        .unwrap();
+    let leaf =
+        CertificateParams::new(vec!["localhost".to_owned(), "proxy.test".to_owned()]).unwrap();
     let leaf_key = KeyPair::generate().unwrap();
     let leaf_cert = leaf.signed_by(&leaf_key, &ca_cert, &ca_key).unwrap();
     std::fs::write(dir.join("ca.pem"), ca_cert.pem()).unwrap();
@@ -168,7 +168,11 @@ fn delivers_through_the_tls_listener_named_localhost_and_no_secret_in_clear() {
     // What nephele sent is a TLS record stream: a handshake record first,
     // and neither the password, the user name nor the message in clear.
     let sent = relay.from_client.lock().unwrap().clone();
-    assert_eq!(sent.get(..2), Some(&[0x16, 0x03][..]), "a TLS handshake record");
+    assert_eq!(
+        sent.get(..2),
+        Some(&[0x16, 0x03][..]),
+        "a TLS handshake record"
+    );
     for clear in [PROXY_PASSWORD, PROXY_USER, "EHLO", "tls@example.net"] {
         let found = sent.windows(clear.len()).any(|w| w == clear.as_bytes());
         assert!(!found, "{clear:?} crossed in clear");
@@ -281,7 +285,11 @@ fn an_unreachable_proxy_suspends_its_source_and_the_pool_uses_the_other() {
     let failures = five_messages_avoid_the_unhealthy_source(&ws);
     let content = failures[0]["response"]["content"].as_str().unwrap();
     assert!(content.contains(&closer.to_string()), "{content}");
-    assert_eq!(accepts.load(Ordering::SeqCst), 1, "tried once, then skipped");
+    assert_eq!(
+        accepts.load(Ordering::SeqCst),
+        1,
+        "tried once, then skipped"
+    );
 }
 
 #[test]

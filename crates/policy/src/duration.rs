@@ -118,6 +118,20 @@ mod tests {
     }
 
     #[test]
+    fn rates_parse_units_and_durations() {
+        assert_eq!(parse_rate("3/5m"), Ok((3, Duration::from_secs(300))));
+        assert_eq!(parse_rate("10/minute"), Ok((10, Duration::from_secs(60))));
+        assert_eq!(
+            parse_rate("1,000 / h"),
+            Ok((1000, Duration::from_secs(3600)))
+        );
+        for bad in ["10", "x/minute", "10/fortnights", "-1/s", "10/0s"] {
+            let err = parse_rate(bad).unwrap_err();
+            assert!(err.contains("N/period"), "{bad}: {err}");
+        }
+    }
+
+    #[test]
     fn accepts_the_documented_forms() {
         let cases = [
             ("60 seconds", 60),

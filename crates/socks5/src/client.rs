@@ -7,8 +7,8 @@
 
 use crate::{
     encode_greeting, encode_request, encode_userpass_request, parse_method_selection, parse_reply,
-    parse_userpass_status, AuthMethod, Command, ParseResult, Parsed, Reply, ReplyCode,
-    Socks5Error, TargetAddr,
+    parse_userpass_status, AuthMethod, Command, ParseResult, Parsed, Reply, ReplyCode, Socks5Error,
+    TargetAddr,
 };
 use std::net::SocketAddr;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};

@@ -3,12 +3,12 @@
 //! return them (`get_egress_pool`, `get_egress_source`,
 //! `get_egress_path_config`).
 
+use super::health::SuspendRule;
+use super::proxy::{ProxyAddress, ProxyTls};
 use ipnet::IpNet;
 use mlua::{FromLua, Lua, UserData, Value};
 use policy::{deserialize_duration, EventDecl, KeySource};
 use serde::Deserialize;
-use super::health::SuspendRule;
-use super::proxy::{ProxyAddress, ProxyTls};
 use std::net::IpAddr;
 use std::time::Duration;
 

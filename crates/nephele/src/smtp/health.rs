@@ -84,7 +84,9 @@ impl SourceHealth {
         }
         state.failures.push_back(now);
         while let Some(&first) = state.failures.front() {
-            if now.saturating_duration_since(first) > period || state.failures.len() > count as usize {
+            if now.saturating_duration_since(first) > period
+                || state.failures.len() > count as usize
+            {
                 state.failures.pop_front();
             } else {
                 break;
@@ -135,13 +137,18 @@ mod tests {
         let t0 = Instant::now();
         assert!(health.suspended_for("a", t0).is_none());
         assert!(health.proxy_failed("a", &rule, t0));
-        assert_eq!(health.suspended_for("a", t0), Some(Duration::from_secs(600)));
+        assert_eq!(
+            health.suspended_for("a", t0),
+            Some(Duration::from_secs(600))
+        );
         assert!(health.suspended_for("b", t0).is_none());
         let later = t0 + Duration::from_secs(599);
         assert!(health.suspended_for("a", later).is_some());
         // A failure reported while suspended does not extend it.
         assert!(!health.proxy_failed("a", &rule, later));
-        assert!(health.suspended_for("a", t0 + Duration::from_secs(600)).is_none());
+        assert!(health
+            .suspended_for("a", t0 + Duration::from_secs(600))
+            .is_none());
     }
 
     #[test]
@@ -156,15 +163,23 @@ mod tests {
         assert!(!health.proxy_failed("a", &rule, at(301)));
         assert!(health.suspended_for("a", at(301)).is_none());
         assert!(health.proxy_failed("a", &rule, at(302)));
-        assert_eq!(health.suspended_for("a", at(302)), Some(Duration::from_secs(3600)));
+        assert_eq!(
+            health.suspended_for("a", at(302)),
+            Some(Duration::from_secs(3600))
+        );
     }
 
     #[test]
     fn bad_rules_name_the_key() {
-        let bad = serde_json::from_str::<SuspendRule>(r#"{"trigger":{"Threshold":"3 per m"},"duration":"1m"}"#)
-            .unwrap();
+        let bad = serde_json::from_str::<SuspendRule>(
+            r#"{"trigger":{"Threshold":"3 per m"},"duration":"1m"}"#,
+        )
+        .unwrap();
         let err = bad.check().unwrap_err();
-        assert!(err.contains("suspend_when_proxy_unhealthy.trigger.Threshold"), "{err}");
+        assert!(
+            err.contains("suspend_when_proxy_unhealthy.trigger.Threshold"),
+            "{err}"
+        );
         let err = serde_json::from_str::<SuspendRule>(r#"{"trigger":"Immediate"}"#)
             .unwrap_err()
             .to_string();

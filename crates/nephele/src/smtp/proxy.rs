@@ -120,24 +120,25 @@ impl ProxyTls {
     /// Load the CA and build the connector, so a bad setting is an error of
     /// `make_egress_source` naming the key rather than of every delivery.
     pub fn prepare(&mut self, proxy: &ProxyAddress) -> Result<(), String> {
-        let trust = match (&self.ca_certificate, self.insecure) {
-            (Some(_), true) => {
-                return Err("socks5_proxy_tls: give ca_certificate or insecure = true, not both".into())
-            }
-            (None, false) => {
-                return Err(
+        let trust =
+            match (&self.ca_certificate, self.insecure) {
+                (Some(_), true) => {
+                    return Err(
+                        "socks5_proxy_tls: give ca_certificate or insecure = true, not both".into(),
+                    )
+                }
+                (None, false) => return Err(
                     "socks5_proxy_tls.ca_certificate is required (or insecure = true, for tests)"
                         .into(),
-                )
-            }
-            (None, true) => tls::ClientTrust::AcceptAny,
-            (Some(ca), false) => {
-                let pem = ca.load().map_err(|err| {
-                    format!("socks5_proxy_tls.ca_certificate ({}): {err}", ca.describe())
-                })?;
-                tls::ClientTrust::Roots(pem)
-            }
-        };
+                ),
+                (None, true) => tls::ClientTrust::AcceptAny,
+                (Some(ca), false) => {
+                    let pem = ca.load().map_err(|err| {
+                        format!("socks5_proxy_tls.ca_certificate ({}): {err}", ca.describe())
+                    })?;
+                    tls::ClientTrust::Roots(pem)
+                }
+            };
         let connector = tls::connector(trust).map_err(|err| {
             let ca = self.ca_certificate.as_ref().map(KeySource::describe);
             format!(
@@ -231,9 +232,10 @@ impl Tunnel<'_> {
     /// TCP to the first of the proxy's addresses that accepts.
     async fn connect(&self) -> Result<TcpStream, ProxyFailure> {
         let proxy = self.proxy;
-        let addrs = self.proxy.resolve().await.map_err(|err| {
-            ProxyFailure::unhealthy(format!("resolving proxy {proxy}: {err}"))
-        })?;
+        let addrs =
+            self.proxy.resolve().await.map_err(|err| {
+                ProxyFailure::unhealthy(format!("resolving proxy {proxy}: {err}"))
+            })?;
         connect_first(&addrs)
             .await
             .map_err(|err| ProxyFailure::unhealthy(format!("connecting to proxy {proxy}: {err}")))

@@ -5,11 +5,11 @@
 
 use super::client::{dot_stuff, SmtpConnection, SmtpError, SmtpReply};
 use super::egress::{EgressPath, EgressSource, EnableTls};
+use super::health::SourceHealth;
+use super::proxy::Tunnel;
 use crate::delivery::Outcome;
 use crate::logs::Response;
 use message::Message;
-use super::health::SourceHealth;
-use super::proxy::Tunnel;
 use socks5::client::Credentials;
 use std::net::{IpAddr, SocketAddr};
 use tokio::net::{TcpSocket, TcpStream};
@@ -148,12 +148,14 @@ impl Session<'_> {
         let tunnel = Tunnel {
             proxy,
             tls: self.source.socks5_proxy_tls.as_ref(),
-            credentials: self.source.socks5_proxy_username.as_deref().map(|user| {
-                Credentials {
+            credentials: self
+                .source
+                .socks5_proxy_username
+                .as_deref()
+                .map(|user| Credentials {
                     user,
                     pass: &password,
-                }
-            }),
+                }),
             bind: self
                 .source
                 .socks5_proxy_source_address
@@ -161,10 +163,9 @@ impl Session<'_> {
         };
         let deadline = tokio::time::Instant::now() + timeout;
         tunnel.open(addr, deadline).await.map_err(|failure| {
-            if let (true, Some(rule)) = (
-                failure.unhealthy,
-                &self.source.suspend_when_proxy_unhealthy,
-            ) {
+            if let (true, Some(rule)) =
+                (failure.unhealthy, &self.source.suspend_when_proxy_unhealthy)
+            {
                 self.health
                     .proxy_failed(&self.source.name, rule, std::time::Instant::now());
             }
