@@ -255,8 +255,9 @@ end)
 
 /// Deliver five messages; the first attempt almost surely picks `down`
 /// (a million to one), fails and suspends it, and no later attempt uses
-/// it within the hour. Returns the failures recorded for `down`.
-fn five_messages_avoid_the_unhealthy_source(ws: &Workspace) -> Vec<serde_json::Value> {
+/// it within the hour; the suspension shows in the metrics. Returns the
+/// failure recorded for `down`.
+fn five_messages_avoid_the_unhealthy_source(ws: &Workspace) -> serde_json::Value {
     let daemon = ws.start();
     let sink_dir = ws.dir().join("sink");
     inject_to(&daemon, "m0@example.net");
@@ -270,7 +271,16 @@ fn five_messages_avoid_the_unhealthy_source(ws: &Workspace) -> Vec<serde_json::V
     let failures = ws.records_of("TransientFailure");
     assert!(failures.iter().all(|f| f["egress_source"] == "down"));
     assert_eq!(failures.len(), 1, "{failures:?}");
-    failures
+    let metrics = curl(&daemon.url("/metrics"), &[]).body;
+    for needle in [
+        "egress_source_health_suspended{source=\"down\",reason=\"ProxyUnhealthy\"} 1",
+        "egress_source_health_suspensions_total{source=\"down\",reason=\"ProxyUnhealthy\"} 1",
+        "egress_source_connection_failures_total{source=\"down\",kind=\"ProxyUnhealthy\"} 1",
+    ] {
+        assert!(metrics.contains(needle), "{needle} missing in\n{metrics}");
+    }
+    assert!(!metrics.contains("source=\"up\""), "{metrics}");
+    failures[0].clone()
 }
 
 #[test]
@@ -282,8 +292,8 @@ fn an_unreachable_proxy_suspends_its_source_and_the_pool_uses_the_other() {
     let down = format!("socks5_proxy_server = '{closer}'");
     let up = proxied_source(proxy.addr, PROXY_PASSWORD, None);
     ws.write("policy.lua", &pool_policy(sink.addr, &down, &up));
-    let failures = five_messages_avoid_the_unhealthy_source(&ws);
-    let content = failures[0]["response"]["content"].as_str().unwrap();
+    let failure = five_messages_avoid_the_unhealthy_source(&ws);
+    let content = failure["response"]["content"].as_str().unwrap();
     assert!(content.contains(&closer.to_string()), "{content}");
     assert_eq!(
         accepts.load(Ordering::SeqCst),
@@ -301,7 +311,7 @@ fn a_refused_bind_suspends_its_source_too() {
     let down = proxied_source(proxy.addr, PROXY_PASSWORD, Some("127.0.0.3"));
     let up = proxied_source(proxy.addr, PROXY_PASSWORD, None);
     ws.write("policy.lua", &pool_policy(sink.addr, &down, &up));
-    let failures = five_messages_avoid_the_unhealthy_source(&ws);
-    let content = failures[0]["response"]["content"].as_str().unwrap();
+    let failure = five_messages_avoid_the_unhealthy_source(&ws);
+    let content = failure["response"]["content"].as_str().unwrap();
     assert!(content.contains("refused the BIND request"), "{content}");
 }

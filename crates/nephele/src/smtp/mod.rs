@@ -46,13 +46,18 @@ pub struct SmtpDeliverer {
     hostname: String,
     pool: ConnectionPool,
     resolver: hickory_resolver::TokioResolver,
-    health: health::SourceHealth,
+    health: std::sync::Arc<health::SourceHealth>,
 }
 
 impl SmtpDeliverer {
     /// A deliverer asking `policy` for egress configuration and resolving
-    /// MX records with `dns` (else the system's resolver).
-    pub fn new(policy: PolicyPool, dns: Option<&mx::ResolverParams>) -> anyhow::Result<Self> {
+    /// MX records with `dns` (else the system's resolver); egress source
+    /// health goes to `metrics`.
+    pub fn new(
+        policy: PolicyPool,
+        dns: Option<&mx::ResolverParams>,
+        metrics: std::sync::Arc<crate::metrics::NepheleMetrics>,
+    ) -> anyhow::Result<Self> {
         let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname")
             .map(|name| name.trim().to_owned())
             .ok()
@@ -65,7 +70,7 @@ impl SmtpDeliverer {
             hostname,
             pool: ConnectionPool::start(),
             resolver: mx::resolver(dns)?,
-            health: health::SourceHealth::default(),
+            health: health::SourceHealth::start(metrics),
         })
     }
 

@@ -163,11 +163,10 @@ impl Session<'_> {
         };
         let deadline = tokio::time::Instant::now() + timeout;
         tunnel.open(addr, deadline).await.map_err(|failure| {
-            if let (true, Some(rule)) =
-                (failure.unhealthy, &self.source.suspend_when_proxy_unhealthy)
-            {
-                self.health
-                    .proxy_failed(&self.source.name, rule, std::time::Instant::now());
+            if failure.unhealthy {
+                let rule = self.source.suspend_when_proxy_unhealthy.as_ref();
+                let now = std::time::Instant::now();
+                self.health.proxy_failed(&self.source.name, rule, now);
             }
             Response::new(451, (4, 4, 1), failure.text)
         })
