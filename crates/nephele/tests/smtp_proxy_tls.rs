@@ -211,6 +211,20 @@ fn a_wrong_ca_fails_naming_tls_then_the_right_one_with_server_name_delivers() {
 }
 
 #[test]
+fn insecure_accepts_a_self_signed_proxy_certificate() {
+    let ws = Workspace::new("");
+    let sink = start_sink(&ws.dir().join("sink"), "127.0.0.1");
+    // No certificate given: the proxy generates a self-signed one.
+    let proxy = start_proxy_with(ws.dir(), ", use_tls = true");
+    let source = tls_source(&proxy.addr.to_string(), "insecure = true");
+    write_policy(&ws, sink.addr, &source);
+    let daemon = ws.start();
+    inject_to(&daemon, "selfsigned@example.net");
+    wait_received(&ws.dir().join("sink"), 1);
+    assert_eq!(proxy_calls(ws.dir()).len(), 1);
+}
+
+#[test]
 fn bad_socks5_proxy_tls_settings_name_the_key() {
     let ws = Workspace::new("");
     let sink = start_sink(&ws.dir().join("sink"), "127.0.0.1");
