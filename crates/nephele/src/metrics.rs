@@ -101,6 +101,24 @@ pub struct QueueLabel {
     pub queue: String,
 }
 
+/// `source` and `reason` of the egress source health gauges (KumoMTA's).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SourceReasonLabel {
+    /// The egress source's name.
+    pub source: String,
+    /// The rule: `ProxyUnhealthy`.
+    pub reason: &'static str,
+}
+
+/// `source` and `kind` of `egress_source_connection_failures_total`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SourceKindLabel {
+    /// The egress source's name.
+    pub source: String,
+    /// The failure class: `ProxyUnhealthy`.
+    pub kind: &'static str,
+}
+
 /// How an injection request ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum InjectionOutcome {
@@ -236,6 +254,12 @@ nephele_metrics! {
         "ready_count", "number of messages due for an attempt (waiting for an attempt slot or being attempted)";
     data_resident: Gauge = "gauge", "message_data_resident_count",
         "message_data_resident_count", "queued messages whose body is in memory (only during an attempt)";
+    source_suspended: Family<SourceReasonLabel, Gauge> = "gauge", "egress_source_health_suspended",
+        "egress_source_health_suspended", "1 while an egress source is suspended by its suspend_when_proxy_unhealthy rule, 0 otherwise";
+    source_suspensions: Family<SourceReasonLabel, Counter> = "counter", "egress_source_health_suspensions",
+        "egress_source_health_suspensions_total", "times an egress source entered the suspended state";
+    source_connection_failures: Family<SourceKindLabel, Counter> = "counter", "egress_source_connection_failures",
+        "egress_source_connection_failures_total", "connection failures of a source-health class (ProxyUnhealthy: proxy unreachable or BIND refused), with or without a suspend rule";
     save_latency: SaveLatency = "histogram", "message_save_latency",
         "message_save_latency", "How many seconds it takes to save a message to spool (one request's messages, one group commit)";
 }

@@ -14,6 +14,31 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         .and_then(within_bound)
 }
 
+/// Parse a rate `"N/period"`: `period` is a unit (`s`, `sec`, `second`,
+/// `m`, `min`, `minute`, `h`, `hour`, `d`, `day`) or a duration
+/// (`"100/5 minutes"`, `"3/5m"`). The error says what is wrong, without
+/// naming the key (the caller does).
+pub fn parse_rate(text: &str) -> Result<(u32, Duration), String> {
+    let bad = |why: &str| format!("{why} (expected \"N/period\", e.g. \"10/minute\")");
+    let (count, period) = text.split_once('/').ok_or_else(|| bad("no '/'"))?;
+    let count: u32 = count
+        .trim()
+        .replace(['_', ','], "")
+        .parse()
+        .map_err(|_| bad("the count is not a whole number"))?;
+    let period = period.trim();
+    let period = if period.starts_with(|c: char| c.is_ascii_digit()) {
+        parse_duration(period)
+    } else {
+        parse_duration(&format!("1{period}"))
+    }
+    .map_err(|err| bad(&err))?;
+    if period.as_millis() == 0 {
+        return Err(bad("the period must be at least a millisecond"));
+    }
+    Ok((count, period))
+}
+
 /// The longest duration a policy may give: longer ones are surely typos,
 /// and added to a clock they could overflow it.
 pub const MAX_DURATION: Duration = Duration::from_secs(10 * 366 * 86_400);
@@ -90,6 +115,20 @@ mod tests {
             );
         }
         assert!(parse_duration("9 years").is_ok());
+    }
+
+    #[test]
+    fn rates_parse_units_and_durations() {
+        assert_eq!(parse_rate("3/5m"), Ok((3, Duration::from_secs(300))));
+        assert_eq!(parse_rate("10/minute"), Ok((10, Duration::from_secs(60))));
+        assert_eq!(
+            parse_rate("1,000 / h"),
+            Ok((1000, Duration::from_secs(3600)))
+        );
+        for bad in ["10", "x/minute", "10/fortnights", "-1/s", "10/0s"] {
+            let err = parse_rate(bad).unwrap_err();
+            assert!(err.contains("N/period"), "{bad}: {err}");
+        }
     }
 
     #[test]

@@ -34,7 +34,9 @@ pub use aaa_context::{
 pub use aaa_lua::{aaa_registrar, AclDefinition, AclMapObject, AclObject, ResourceObject};
 pub use auth_result::LuaAuthResult;
 pub use credential_files::{CredentialFile, CredentialFiles, DEFAULT_CREDENTIALS_CHECK_INTERVAL};
-pub use duration::{deserialize_duration, deserialize_optional_duration, parse_duration};
+pub use duration::{
+    deserialize_duration, deserialize_optional_duration, parse_duration, parse_rate,
+};
 pub use events::{Bytes, EventDecl, SerdeArg};
 pub use init_requests::InitRequests;
 pub use kumo_module::{call_sync, get_or_create_module, kumo_module, run_pre_init, PRE_INIT};

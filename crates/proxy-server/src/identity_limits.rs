@@ -42,25 +42,8 @@ impl ConnectRate {
     /// `min`, `minute`, `h`, `hour`, `d`, `day`) or a duration
     /// (`"100/5 minutes"`, `"10/30s"`).
     pub fn parse(text: &str) -> Result<Self, String> {
-        let bad = |why: &str| {
-            format!("max_connect_rate {text:?}: {why} (expected \"N/period\", e.g. \"10/minute\")")
-        };
-        let (count, period) = text.split_once('/').ok_or_else(|| bad("no '/'"))?;
-        let count: u32 = count
-            .trim()
-            .replace(['_', ','], "")
-            .parse()
-            .map_err(|_| bad("the count is not a whole number"))?;
-        let period = period.trim();
-        let period = if period.starts_with(|c: char| c.is_ascii_digit()) {
-            policy::parse_duration(period)
-        } else {
-            policy::parse_duration(&format!("1{period}"))
-        }
-        .map_err(|err| bad(&err))?;
-        if period.as_millis() == 0 {
-            return Err(bad("the period must be at least a millisecond"));
-        }
+        let (count, period) =
+            policy::parse_rate(text).map_err(|why| format!("max_connect_rate {text:?}: {why}"))?;
         Ok(ConnectRate { count, period })
     }
 }

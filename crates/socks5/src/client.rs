@@ -7,7 +7,7 @@
 
 use crate::{
     encode_greeting, encode_request, encode_userpass_request, parse_method_selection, parse_reply,
-    parse_userpass_status, AuthMethod, Command, ParseResult, Parsed, ReplyCode, Socks5Error,
+    parse_userpass_status, AuthMethod, Command, ParseResult, Parsed, Reply, ReplyCode, Socks5Error,
     TargetAddr,
 };
 use std::net::SocketAddr;
@@ -134,50 +134,17 @@ pub async fn socks5_handshake<S>(
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    let mut out = Vec::with_capacity(64);
-    let mut inbuf = Vec::with_capacity(64);
-
-    let method = match credentials {
-        Some(_) => AuthMethod::USERNAME_PASSWORD,
-        None => AuthMethod::NO_AUTH,
-    };
-    encode_greeting(&[method], &mut out).map_err(protocol("greeting"))?;
-    send(stream, &out, "greeting").await?;
-
-    let chosen = receive(
+    let mut io = Exchange {
         stream,
-        &mut inbuf,
-        "method selection",
-        parse_method_selection,
-    )
-    .await?;
-    if chosen != method {
-        return Err(HandshakeError::MethodRejected(chosen.0));
-    }
-
+        out: Vec::with_capacity(64),
+        inbuf: Vec::with_capacity(64),
+    };
+    io.negotiate_method(credentials.is_some()).await?;
     if let Some(creds) = credentials {
-        out.clear();
-        encode_userpass_request(creds.user.as_bytes(), creds.pass.as_bytes(), &mut out)
-            .map_err(protocol("username/password request"))?;
-        send(stream, &out, "username/password request").await?;
-        let accepted = receive(
-            stream,
-            &mut inbuf,
-            "username/password status",
-            parse_userpass_status,
-        )
-        .await?;
-        if !accepted {
-            return Err(HandshakeError::AuthRejected);
-        }
+        io.login(creds).await?;
     }
-
     if let Some(source) = source {
-        out.clear();
-        encode_request(Command::Bind, &TargetAddr::Ip(source), &mut out)
-            .map_err(protocol("BIND request"))?;
-        send(stream, &out, "BIND request").await?;
-        let reply = receive(stream, &mut inbuf, "BIND reply", parse_reply).await?;
+        let reply = io.request(Command::Bind, &TargetAddr::Ip(source)).await?;
         if reply.code != ReplyCode::Succeeded {
             return Err(HandshakeError::Refused {
                 command: "BIND",
@@ -185,28 +152,80 @@ where
             });
         }
     }
-
-    out.clear();
-    encode_request(Command::Connect, target, &mut out).map_err(protocol("request"))?;
-    send(stream, &out, "request").await?;
-    let reply = receive(stream, &mut inbuf, "reply", parse_reply).await?;
+    let reply = io.request(Command::Connect, target).await?;
     match reply.code {
-        ReplyCode::Succeeded => {}
+        ReplyCode::Succeeded => Ok(Connected {
+            bound: reply.bound,
+            pending: io.inbuf,
+        }),
         code @ (ReplyCode::NetworkUnreachable
         | ReplyCode::HostUnreachable
         | ReplyCode::ConnectionRefused
-        | ReplyCode::TtlExpired) => return Err(HandshakeError::DestinationUnreachable(code)),
-        code => {
-            return Err(HandshakeError::Refused {
-                command: "CONNECT",
-                code,
-            })
-        }
+        | ReplyCode::TtlExpired) => Err(HandshakeError::DestinationUnreachable(code)),
+        code => Err(HandshakeError::Refused {
+            command: "CONNECT",
+            code,
+        }),
     }
-    Ok(Connected {
-        bound: reply.bound,
-        pending: inbuf,
-    })
+}
+
+/// One handshake's stream and buffers: each step sends one message and
+/// waits for its answer, keeping bytes that arrived past it in `inbuf`.
+struct Exchange<'s, S> {
+    stream: &'s mut S,
+    out: Vec<u8>,
+    inbuf: Vec<u8>,
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> Exchange<'_, S> {
+    /// RFC 1928 method negotiation: offer only username/password when
+    /// logging in, else only no-auth, and insist the proxy picks it.
+    async fn negotiate_method(&mut self, login: bool) -> Result<(), HandshakeError> {
+        let method = if login {
+            AuthMethod::USERNAME_PASSWORD
+        } else {
+            AuthMethod::NO_AUTH
+        };
+        self.out.clear();
+        encode_greeting(&[method], &mut self.out).map_err(protocol("greeting"))?;
+        send(self.stream, &self.out, "greeting").await?;
+        let stage = "method selection";
+        let chosen = receive(self.stream, &mut self.inbuf, stage, parse_method_selection).await?;
+        if chosen != method {
+            return Err(HandshakeError::MethodRejected(chosen.0));
+        }
+        Ok(())
+    }
+
+    /// The RFC 1929 username/password sub-negotiation.
+    async fn login(&mut self, creds: Credentials<'_>) -> Result<(), HandshakeError> {
+        self.out.clear();
+        encode_userpass_request(creds.user.as_bytes(), creds.pass.as_bytes(), &mut self.out)
+            .map_err(protocol("username/password request"))?;
+        send(self.stream, &self.out, "username/password request").await?;
+        let stage = "username/password status";
+        let accepted = receive(self.stream, &mut self.inbuf, stage, parse_userpass_status).await?;
+        if !accepted {
+            return Err(HandshakeError::AuthRejected);
+        }
+        Ok(())
+    }
+
+    /// A BIND or CONNECT request and the proxy's reply to it.
+    async fn request(
+        &mut self,
+        command: Command,
+        addr: &TargetAddr,
+    ) -> Result<Reply, HandshakeError> {
+        let (request, reply) = match command {
+            Command::Bind => ("BIND request", "BIND reply"),
+            _ => ("request", "reply"),
+        };
+        self.out.clear();
+        encode_request(command, addr, &mut self.out).map_err(protocol(request))?;
+        send(self.stream, &self.out, request).await?;
+        receive(self.stream, &mut self.inbuf, reply, parse_reply).await
+    }
 }
 
 fn protocol(stage: &'static str) -> impl FnOnce(Socks5Error) -> HandshakeError {

@@ -163,6 +163,9 @@ pub fn client_config(trust: ClientTrust) -> anyhow::Result<Arc<ClientConfig>> {
                     .add(cert.map_err(|err| anyhow::anyhow!("invalid root PEM: {err}"))?)
                     .context("adding a root certificate")?;
             }
+            if roots.is_empty() {
+                bail!("no PEM certificate among the roots");
+            }
             builder.with_root_certificates(roots).with_no_client_auth()
         }
         ClientTrust::AcceptAny => builder

@@ -140,7 +140,7 @@ impl QueueManager {
         dns: Option<&crate::smtp::mx::ResolverParams>,
     ) -> anyhow::Result<Self> {
         Ok(QueueManager {
-            smtp: SmtpDeliverer::new(policy.clone(), dns)?,
+            smtp: SmtpDeliverer::new(policy.clone(), dns, metrics.clone())?,
             configs: QueueConfigCache::new(policy),
             committer,
             spool,

@@ -3,11 +3,13 @@
 //! return them (`get_egress_pool`, `get_egress_source`,
 //! `get_egress_path_config`).
 
+use super::health::SuspendRule;
+use super::proxy::{ProxyAddress, ProxyTls};
 use ipnet::IpNet;
 use mlua::{FromLua, Lua, UserData, Value};
 use policy::{deserialize_duration, EventDecl, KeySource};
 use serde::Deserialize;
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::time::Duration;
 
 /// `get_egress_pool(name)`.
@@ -33,8 +35,9 @@ impl<T: Clone + Send + 'static> UserData for LuaEgress<T> {}
 pub trait EgressParams: for<'de> Deserialize<'de> + Clone + Send + 'static {
     /// The `kumo.` function's name, for messages.
     const FUNCTION: &'static str;
-    /// Checks serde cannot express.
-    fn validate(&self) -> Result<(), String> {
+    /// Checks serde cannot express, and values derived from the settings
+    /// (a loaded CA).
+    fn validate(&mut self) -> Result<(), String> {
         Ok(())
     }
 }
@@ -42,7 +45,7 @@ pub trait EgressParams: for<'de> Deserialize<'de> + Clone + Send + 'static {
 /// Parse and validate a Lua parameter table.
 pub fn parse<T: EgressParams>(lua: &Lua, value: Value) -> mlua::Result<T> {
     let name = T::FUNCTION;
-    let params: T = policy::from_lua_params(lua, value)
+    let mut params: T = policy::from_lua_params(lua, value)
         .map_err(|err| mlua::Error::RuntimeError(format!("{name}: {err}")))?;
     params
         .validate()
@@ -109,7 +112,7 @@ fn default_weight() -> u32 {
 
 impl EgressParams for EgressPool {
     const FUNCTION: &'static str = "make_egress_pool";
-    fn validate(&self) -> Result<(), String> {
+    fn validate(&mut self) -> Result<(), String> {
         if self.entries.iter().all(|e| e.weight == 0) {
             return Err(format!(
                 "pool {:?} has no entry with a weight above zero",
@@ -121,14 +124,20 @@ impl EgressParams for EgressPool {
 }
 
 impl EgressPool {
-    /// Pick an entry in proportion to the weights, given a random `roll`.
-    pub fn pick(&self, roll: u64) -> Option<&EgressPoolEntry> {
-        let total: u64 = self.entries.iter().map(|e| u64::from(e.weight)).sum();
+    /// Pick an entry in proportion to the weights, given a random `roll`,
+    /// among those `usable` says yes to (suspended sources are not).
+    pub fn pick(&self, roll: u64, usable: impl Fn(&str) -> bool) -> Option<&EgressPoolEntry> {
+        let entries: Vec<&EgressPoolEntry> = self
+            .entries
+            .iter()
+            .filter(|e| e.weight > 0 && usable(&e.name))
+            .collect();
+        let total: u64 = entries.iter().map(|e| u64::from(e.weight)).sum();
         if total == 0 {
             return None;
         }
         let mut point = roll % total;
-        for entry in &self.entries {
+        for entry in entries {
             let weight = u64::from(entry.weight);
             if point < weight {
                 return Some(entry);
@@ -148,9 +157,17 @@ pub struct EgressSource {
     /// Local address to bind for direct connections.
     #[serde(default)]
     pub source_address: Option<IpAddr>,
-    /// Reach destinations through this SOCKS5 proxy (`ip:port`).
+    /// Reach destinations through this SOCKS5 proxy (`ip:port` or
+    /// `host:port`, resolved at connect time).
     #[serde(default)]
-    pub socks5_proxy_server: Option<SocketAddr>,
+    pub socks5_proxy_server: Option<ProxyAddress>,
+    /// Speak SOCKS5 inside TLS to the proxy, verifying its certificate.
+    #[serde(default)]
+    pub socks5_proxy_tls: Option<ProxyTls>,
+    /// Skip this source in pool selection for a while when its proxy is
+    /// unreachable or refuses BIND.
+    #[serde(default)]
+    pub suspend_when_proxy_unhealthy: Option<SuspendRule>,
     /// The address the proxy should send from (requested with BIND).
     #[serde(default)]
     pub socks5_proxy_source_address: Option<IpAddr>,
@@ -167,16 +184,26 @@ pub struct EgressSource {
 
 impl EgressParams for EgressSource {
     const FUNCTION: &'static str = "make_egress_source";
-    fn validate(&self) -> Result<(), String> {
-        if self.socks5_proxy_server.is_none()
-            && (self.socks5_proxy_username.is_some()
+    fn validate(&mut self) -> Result<(), String> {
+        let Some(proxy) = &self.socks5_proxy_server else {
+            if self.socks5_proxy_username.is_some()
                 || self.socks5_proxy_password.is_some()
-                || self.socks5_proxy_source_address.is_some())
-        {
-            return Err("socks5_proxy_* settings need socks5_proxy_server".into());
-        }
+                || self.socks5_proxy_source_address.is_some()
+                || self.socks5_proxy_tls.is_some()
+                || self.suspend_when_proxy_unhealthy.is_some()
+            {
+                return Err("socks5_proxy_* and suspend_when_proxy_unhealthy settings need socks5_proxy_server".into());
+            }
+            return Ok(());
+        };
         if self.socks5_proxy_password.is_some() && self.socks5_proxy_username.is_none() {
             return Err("socks5_proxy_password needs socks5_proxy_username".into());
+        }
+        if let Some(rule) = &self.suspend_when_proxy_unhealthy {
+            rule.check()?;
+        }
+        if let Some(tls) = &mut self.socks5_proxy_tls {
+            tls.prepare(proxy)?;
         }
         Ok(())
     }
@@ -189,6 +216,8 @@ impl EgressSource {
             name: "unspecified".into(),
             source_address: None,
             socks5_proxy_server: None,
+            socks5_proxy_tls: None,
+            suspend_when_proxy_unhealthy: None,
             socks5_proxy_source_address: None,
             socks5_proxy_username: None,
             socks5_proxy_password: None,
@@ -351,10 +380,15 @@ mod tests {
         )
         .unwrap();
         let picks: Vec<_> = (0..4)
-            .map(|r| pool.pick(r).unwrap().name.as_str())
+            .map(|r| pool.pick(r, |_| true).unwrap().name.as_str())
             .collect();
         assert_eq!(picks, ["a", "b", "b", "b"]);
-        let source: EgressSource = serde_json::from_str(
+        let picks: Vec<_> = (0..4)
+            .map(|r| pool.pick(r, |name| name != "b").unwrap().name.as_str())
+            .collect();
+        assert_eq!(picks, ["a", "a", "a", "a"]);
+        assert!(pool.pick(0, |_| false).is_none());
+        let mut source: EgressSource = serde_json::from_str(
             r#"{"name":"s","socks5_proxy_username":"u","socks5_proxy_password":{"key_data":"pw"}}"#,
         )
         .unwrap();

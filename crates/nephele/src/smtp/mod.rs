@@ -3,12 +3,15 @@
 //! the next one), connect directly or through a SOCKS5 proxy, and run one
 //! transaction, keeping the connection for the next message to the same
 //! site ([`pool`]). Proxy failures and destination failures get distinct
-//! response texts so the log records tell them apart.
+//! response texts so the log records tell them apart; sources whose proxy
+//! is down are skipped for a while ([`health`]).
 
 pub mod client;
 pub mod egress;
+mod health;
 pub mod mx;
 mod pool;
+mod proxy;
 mod session;
 
 use crate::delivery::Outcome;
@@ -43,12 +46,18 @@ pub struct SmtpDeliverer {
     hostname: String,
     pool: ConnectionPool,
     resolver: hickory_resolver::TokioResolver,
+    health: std::sync::Arc<health::SourceHealth>,
 }
 
 impl SmtpDeliverer {
     /// A deliverer asking `policy` for egress configuration and resolving
-    /// MX records with `dns` (else the system's resolver).
-    pub fn new(policy: PolicyPool, dns: Option<&mx::ResolverParams>) -> anyhow::Result<Self> {
+    /// MX records with `dns` (else the system's resolver); egress source
+    /// health goes to `metrics`.
+    pub fn new(
+        policy: PolicyPool,
+        dns: Option<&mx::ResolverParams>,
+        metrics: std::sync::Arc<crate::metrics::NepheleMetrics>,
+    ) -> anyhow::Result<Self> {
         let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname")
             .map(|name| name.trim().to_owned())
             .ok()
@@ -61,6 +70,7 @@ impl SmtpDeliverer {
             hostname,
             pool: ConnectionPool::start(),
             resolver: mx::resolver(dns)?,
+            health: health::SourceHealth::start(metrics),
         })
     }
 
@@ -112,6 +122,7 @@ impl SmtpDeliverer {
             tls: &self.tls,
             ehlo_name,
             host: hosts_host(&hosts, addr),
+            health: &self.health,
         };
         while let Some(idle) = self.pool.take(&key) {
             via.peer_address = Some(idle.peer.to_string());
@@ -187,7 +198,14 @@ impl SmtpDeliverer {
             via.peer_address = Some(addr.to_string());
             let session = session(addr);
             match session.open(addr).await {
-                Err(Failure::Connect(response)) => last = Some(response),
+                Err(Failure::Connect(response)) => {
+                    last = Some(response);
+                    // A proxy found unhealthy fails every address alike.
+                    let source = &session.source.name;
+                    if self.health.suspended_for(source, Instant::now()).is_some() {
+                        break;
+                    }
+                }
                 Err(Failure::Transaction(outcome)) => return outcome,
                 Ok(conn) => {
                     let idle = IdleConnection {
@@ -247,12 +265,7 @@ impl SmtpDeliverer {
                 return Err(format!("get_egress_pool failed: {text}"));
             }
         };
-        let roll = std::collections::hash_map::RandomState::new()
-            .build_hasher()
-            .finish();
-        let entry = pool
-            .pick(roll)
-            .ok_or_else(|| format!("egress pool {pool_name:?} has no usable entry"))?;
+        let entry = self.pick_source(&pool, pool_name)?;
         match self
             .policy
             .call(&GET_EGRESS_SOURCE, entry.name.clone())
@@ -268,6 +281,36 @@ impl SmtpDeliverer {
                 Err(format!("get_egress_source failed: {text}"))
             }
         }
+    }
+}
+
+impl SmtpDeliverer {
+    /// A weighted random entry of `pool` among the sources not suspended.
+    fn pick_source<'p>(
+        &self,
+        pool: &'p egress::EgressPool,
+        pool_name: &str,
+    ) -> Result<&'p egress::EgressPoolEntry, String> {
+        let roll = std::collections::hash_map::RandomState::new()
+            .build_hasher()
+            .finish();
+        let now = Instant::now();
+        let usable = |name: &str| self.health.suspended_for(name, now).is_none();
+        pool.pick(roll, usable).ok_or_else(|| {
+            let wait = pool
+                .entries
+                .iter()
+                .filter_map(|e| self.health.suspended_for(&e.name, now))
+                .min();
+            match wait {
+                Some(wait) => format!(
+                    "every source of egress pool {pool_name:?} is suspended \
+                     (proxy unhealthy) for at least {}s more",
+                    wait.as_secs()
+                ),
+                None => format!("egress pool {pool_name:?} has no usable entry"),
+            }
+        })
     }
 }
 

@@ -1,15 +1,16 @@
 //! One connection and transaction: TCP (bound to the source address) or a
-//! SOCKS5 tunnel (RFC 1929 login, BIND to the proxy source address,
-//! CONNECT), then banner, EHLO, STARTTLS; and one MAIL, RCPT, DATA
+//! SOCKS5 tunnel ([`super::proxy`]: optional TLS, RFC 1929 login, BIND to
+//! the proxy source address, CONNECT), then banner, EHLO, STARTTLS; and one MAIL, RCPT, DATA
 //! transaction over such a connection.
 
 use super::client::{dot_stuff, SmtpConnection, SmtpError, SmtpReply};
 use super::egress::{EgressPath, EgressSource, EnableTls};
+use super::health::SourceHealth;
+use super::proxy::Tunnel;
 use crate::delivery::Outcome;
 use crate::logs::Response;
 use message::Message;
-use socks5::client::{socks5_handshake, Credentials, HandshakeError};
-use socks5::TargetAddr;
+use socks5::client::Credentials;
 use std::net::{IpAddr, SocketAddr};
 use tokio::net::{TcpSocket, TcpStream};
 
@@ -46,6 +47,8 @@ pub struct Session<'a> {
     pub ehlo_name: &'a str,
     /// The name presented for TLS.
     pub host: String,
+    /// Where proxy failures are counted.
+    pub health: &'a SourceHealth,
 }
 
 impl Session<'_> {
@@ -110,7 +113,7 @@ impl Session<'_> {
 
     async fn connect(&self, addr: SocketAddr) -> Result<SmtpConnection, Response> {
         let timeout = self.path.connect_timeout;
-        let Some(proxy) = self.source.socks5_proxy_server else {
+        let Some(proxy) = &self.source.socks5_proxy_server else {
             let work = connect_from(self.source.source_address, addr);
             let stream = tokio::time::timeout(timeout, work)
                 .await
@@ -142,37 +145,31 @@ impl Session<'_> {
             },
             None => String::new(),
         };
-        let credentials = self
-            .source
-            .socks5_proxy_username
-            .as_deref()
-            .map(|user| Credentials {
-                user,
-                pass: &password,
-            });
-        let bind = self
-            .source
-            .socks5_proxy_source_address
-            .map(|ip| SocketAddr::new(ip, 0));
-        let work = async {
-            let mut stream = TcpStream::connect(proxy)
-                .await
-                .map_err(|err| format!("connecting to proxy {proxy}: {err}"))?;
-            let _ = stream.set_nodelay(true);
-            let connected = socks5_handshake(&mut stream, &TargetAddr::Ip(addr), credentials, bind)
-                .await
-                .map_err(|err| describe_proxy_error(&err, proxy, addr, &credentials))?;
-            Ok::<_, String>(SmtpConnection::new(Box::new(stream), connected.pending))
+        let tunnel = Tunnel {
+            proxy,
+            tls: self.source.socks5_proxy_tls.as_ref(),
+            credentials: self
+                .source
+                .socks5_proxy_username
+                .as_deref()
+                .map(|user| Credentials {
+                    user,
+                    pass: &password,
+                }),
+            bind: self
+                .source
+                .socks5_proxy_source_address
+                .map(|ip| SocketAddr::new(ip, 0)),
         };
-        match tokio::time::timeout(timeout, work).await {
-            Ok(Ok(conn)) => Ok(conn),
-            Ok(Err(text)) => Err(Response::new(451, (4, 4, 1), text)),
-            Err(_) => Err(Response::new(
-                451,
-                (4, 4, 1),
-                format!("proxy {proxy}: no tunnel to {addr} within {timeout:?}"),
-            )),
-        }
+        let deadline = tokio::time::Instant::now() + timeout;
+        tunnel.open(addr, deadline).await.map_err(|failure| {
+            if failure.unhealthy {
+                let rule = self.source.suspend_when_proxy_unhealthy.as_ref();
+                let now = std::time::Instant::now();
+                self.health.proxy_failed(&self.source.name, rule, now);
+            }
+            Response::new(451, (4, 4, 1), failure.text)
+        })
     }
 
     /// Banner, EHLO, and STARTTLS as `enable_tls` says.
@@ -233,31 +230,6 @@ fn reply_response(reply: &SmtpReply, content: String) -> Response {
     let class = (reply.code / 100) as u8;
     let enhanced = reply.enhanced.unwrap_or((class, 0, 0));
     Response::new(reply.code, enhanced, content)
-}
-
-/// The response text for a failed SOCKS5 handshake: a refused login, a
-/// refused request and an unreachable destination read differently.
-fn describe_proxy_error(
-    err: &HandshakeError,
-    proxy: SocketAddr,
-    dest: SocketAddr,
-    credentials: &Option<Credentials<'_>>,
-) -> String {
-    let user = credentials.map(|c| c.user).unwrap_or("");
-    match err {
-        HandshakeError::AuthRejected => {
-            format!("proxy {proxy} refused the login for user {user:?}")
-        }
-        HandshakeError::Refused { command, code } => format!(
-            "proxy {proxy} refused the {command} request for {dest} (reply code {:02})",
-            code.code()
-        ),
-        HandshakeError::DestinationUnreachable(code) => format!(
-            "destination {dest} refused or unreachable through proxy {proxy} (reply code {:02})",
-            code.code()
-        ),
-        other => format!("proxy {proxy}: {other}"),
-    }
 }
 
 async fn connect_from(source: Option<IpAddr>, addr: SocketAddr) -> std::io::Result<TcpStream> {

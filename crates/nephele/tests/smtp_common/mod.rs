@@ -141,7 +141,7 @@ pub const PROXY_POLICY: &str = r#"
 local kumo = require 'kumo'
 local proxy = require 'proxy'
 kumo.on('proxy_init', function()
-  proxy.start_proxy_listener { listen = '127.0.0.1:0', require_auth = true, timeout = '10 seconds', prohibited_destinations = {}, auth_cache_ttl = 0 }
+  proxy.start_proxy_listener { listen = '127.0.0.1:0', require_auth = true, timeout = '10 seconds', prohibited_destinations = {}, auth_cache_ttl = 0 @LISTENER@ }
 end)
 kumo.on('proxy_server_auth_rfc1929', function(username, password, conn_meta)
   local f = assert(io.open('@DIR@/proxy_calls.txt', 'a'))
@@ -181,8 +181,16 @@ impl Drop for InProcessProxy {
 
 /// Start the proxy with [`PROXY_POLICY`] (written to `DIR/proxy.lua`).
 pub fn start_proxy(dir: &Path) -> InProcessProxy {
+    start_proxy_with(dir, "")
+}
+
+/// Start the proxy with [`PROXY_POLICY`], its listener table getting the
+/// further fields `listener` (Lua, starting with a comma), e.g. TLS keys.
+pub fn start_proxy_with(dir: &Path, listener: &str) -> InProcessProxy {
     let path = dir.join("proxy.lua");
-    let text = PROXY_POLICY.replace("@DIR@", dir.to_str().unwrap());
+    let text = PROXY_POLICY
+        .replace("@DIR@", dir.to_str().unwrap())
+        .replace("@LISTENER@", listener);
     std::fs::write(&path, text).unwrap();
     let shutdown = tokio_util::sync::CancellationToken::new();
     let (ready, bound) = mpsc::channel();
