@@ -94,9 +94,14 @@ async fn bandwidth_is_shaped_per_identity_while_others_go_full_speed() {
     let source = bulk_source().await;
     let mut alice = tunnel_as(server.socks, "alice", source).await.unwrap();
     let mut bob = tunnel_as(server.socks, "bob", source).await.unwrap();
-    let shaped = tokio::spawn(async move { read_for(&mut alice, Duration::from_secs(5)).await });
+    // The task hands the stream back: alice's tunnel must stay open until
+    // the sessions list below is read.
+    let shaped = tokio::spawn(async move {
+        let read = read_for(&mut alice, Duration::from_secs(5)).await;
+        (read, alice)
+    });
     let (bob_bytes, bob_took) = read_for(&mut bob, Duration::from_secs(2)).await;
-    let (alice_bytes, alice_took) = shaped.await.unwrap();
+    let ((alice_bytes, alice_took), _alice) = shaped.await.unwrap();
     let alice_rate = alice_bytes as f64 / alice_took.as_secs_f64();
     let bob_rate = bob_bytes as f64 / bob_took.as_secs_f64();
     assert!(
