@@ -7,16 +7,15 @@
 
 use crate::aaa_lua::AclDefinition;
 use crate::credential_files::CredentialFiles;
-use crate::{EventDecl, PolicyPool};
+use crate::{EpochCache, EventDecl, PolicyPool};
 use aaa::{
     query_resource_access, AccessControlList, AccessDecision, AccountingConfig, AccountingLog,
     AclMap, AuthInfo, Identity, Resource,
 };
-use parking_lot::{Mutex, RwLock};
-use std::collections::HashMap;
+use parking_lot::RwLock;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tracing::error;
 
 /// `get_acl_definition(resource_name)` → an ACL, or nil to fall back.
@@ -28,15 +27,8 @@ pub const ACL_DEFINITION_TTL: Duration = Duration::from_secs(30);
 /// How long an authorization decision is reused for the same peer,
 /// resource and privilege.
 pub const ACCESS_DECISION_TTL: Duration = Duration::from_secs(10);
-/// Entries each cache holds at most; past it expired entries are dropped
-/// and, if that is not enough, the whole cache.
-pub const AAA_CACHE_MAX_ENTRIES: usize = 16_384;
-
-struct Cached<T> {
-    value: T,
-    epoch: u64,
-    expires: Instant,
-}
+/// Entries each cache holds at most (the least useful go first).
+pub const AAA_CACHE_MAX_ENTRIES: u64 = 16_384;
 
 #[derive(PartialEq, Eq, Hash)]
 struct DecisionKey {
@@ -49,15 +41,12 @@ struct DecisionKey {
 /// it lives in fields, so tests build fresh ones.
 pub struct AaaContext {
     fall_back_to_acl_map: AtomicBool,
-    /// How long a `get_acl_definition` answer is reused
-    /// (`kumo.aaa.set_acl_cache_ttl`).
-    pub(crate) definition_ttl: RwLock<Duration>,
-    /// How long a decision is reused (`kumo.aaa.set_check_cache_ttl`).
-    pub(crate) decision_ttl: RwLock<Duration>,
+    /// `get_acl_definition` answers (TTL: `kumo.aaa.set_acl_cache_ttl`).
     /// `None` in a name's entry: the policy returned nil (or has no
     /// handler), so the fall-back map decides.
-    definitions: Mutex<HashMap<String, Cached<Option<Arc<AccessControlList>>>>>,
-    decisions: Mutex<HashMap<DecisionKey, Cached<AccessDecision>>>,
+    definitions: EpochCache<String, Option<Arc<AccessControlList>>>,
+    /// Decisions (TTL: `kumo.aaa.set_check_cache_ttl`).
+    decisions: EpochCache<DecisionKey, AccessDecision>,
     accounting: RwLock<Option<Arc<AccountingLog>>>,
     credentials: CredentialFiles,
 }
@@ -66,10 +55,8 @@ impl Default for AaaContext {
     fn default() -> Self {
         AaaContext {
             fall_back_to_acl_map: AtomicBool::new(true),
-            definition_ttl: RwLock::new(ACL_DEFINITION_TTL),
-            decision_ttl: RwLock::new(ACCESS_DECISION_TTL),
-            definitions: Mutex::new(HashMap::new()),
-            decisions: Mutex::new(HashMap::new()),
+            definitions: EpochCache::new(AAA_CACHE_MAX_ENTRIES, ACL_DEFINITION_TTL),
+            decisions: EpochCache::new(AAA_CACHE_MAX_ENTRIES, ACCESS_DECISION_TTL),
             accounting: RwLock::new(None),
             credentials: CredentialFiles::default(),
         }
@@ -100,13 +87,23 @@ impl AaaContext {
     /// `kumo.aaa.set_acl_cache_ttl`: how long `get_acl_definition`
     /// answers are reused from now on.
     pub fn set_definition_ttl(&self, ttl: Duration) {
-        *self.definition_ttl.write() = ttl;
+        self.definitions.set_ttl(ttl);
+    }
+
+    /// How long `get_acl_definition` answers are reused.
+    pub fn definition_ttl(&self) -> Duration {
+        self.definitions.ttl()
+    }
+
+    /// How long decisions are reused.
+    pub fn decision_ttl(&self) -> Duration {
+        self.decisions.ttl()
     }
 
     /// `kumo.aaa.set_check_cache_ttl`: how long decisions are reused from
     /// now on.
     pub fn set_decision_ttl(&self, ttl: Duration) {
-        *self.decision_ttl.write() = ttl;
+        self.decisions.set_ttl(ttl);
     }
 
     /// Whether a nil from `get_acl_definition` falls back to the map.
@@ -117,8 +114,8 @@ impl AaaContext {
     /// `kumo.aaa.set_fall_back_to_acl_map(bool)`.
     pub fn set_fall_back_to_acl_map(&self, enabled: bool) {
         if self.fall_back_to_acl_map.swap(enabled, Ordering::Relaxed) != enabled {
-            self.definitions.lock().clear();
-            self.decisions.lock().clear();
+            self.definitions.clear();
+            self.decisions.clear();
         }
     }
 
@@ -176,30 +173,17 @@ impl AaaContext {
         privilege: &str,
     ) -> AccessDecision {
         let epoch = policy.epoch();
-        let now = Instant::now();
         let key = DecisionKey {
             target: resource.target().to_owned(),
             privilege: privilege.to_owned(),
             auth: auth.clone(),
         };
-        let cached = self
-            .decisions
-            .lock()
-            .get(&key)
-            .filter(|entry| entry.epoch == epoch && entry.expires > now)
-            .map(|entry| entry.value.clone());
-        let decision = match cached {
+        let decision = match self.decisions.get(&key, epoch).await {
             Some(decision) => decision,
             None => match self.resolve(policy, epoch, resource).await {
                 Ok(definitions) => {
                     let decision = self.decide(fallback, &definitions, resource, auth, privilege);
-                    remember(
-                        &self.decisions,
-                        key,
-                        decision.clone(),
-                        epoch,
-                        now.checked_add(*self.decision_ttl.read()).unwrap_or(now),
-                    );
+                    self.decisions.insert(key, decision.clone(), epoch).await;
                     decision
                 }
                 Err(message) => {
@@ -221,22 +205,10 @@ impl AaaContext {
         epoch: u64,
         resource: &Resource,
     ) -> Result<Vec<Option<Arc<AccessControlList>>>, String> {
-        let now = Instant::now();
-        let mut answers: Vec<Option<Option<Arc<AccessControlList>>>> = {
-            let definitions = self.definitions.lock();
-            resource
-                .names()
-                .iter()
-                .map(|name| {
-                    definitions
-                        .get(name)
-                        .filter(|entry| entry.epoch == epoch && entry.expires > now)
-                        .map(|entry| entry.value.clone())
-                })
-                .collect()
-        };
-        for (name, answer) in resource.names().iter().zip(answers.iter_mut()) {
-            if answer.is_some() {
+        let mut answers = Vec::with_capacity(resource.names().len());
+        for name in resource.names() {
+            if let Some(answer) = self.definitions.get(name, epoch).await {
+                answers.push(answer);
                 continue;
             }
             let acl = match policy.call(&GET_ACL_DEFINITION, name.clone()).await {
@@ -244,16 +216,12 @@ impl AaaContext {
                 Ok(None) => None,
                 Err(err) => return Err(err.to_string()),
             };
-            remember(
-                &self.definitions,
-                name.clone(),
-                acl.clone(),
-                epoch,
-                now.checked_add(*self.definition_ttl.read()).unwrap_or(now),
-            );
-            *answer = Some(acl);
+            self.definitions
+                .insert(name.clone(), acl.clone(), epoch)
+                .await;
+            answers.push(acl);
         }
-        Ok(answers.into_iter().map(Option::flatten).collect())
+        Ok(answers)
     }
 
     /// First-match evaluation over the policy's answers (`definitions[i]`
@@ -303,29 +271,4 @@ fn denied_by_default(resource: &Resource, privilege: &str) -> AccessDecision {
         rule: None,
         considered_resources: Vec::new(),
     }
-}
-
-fn remember<K: std::hash::Hash + Eq, V>(
-    cache: &Mutex<HashMap<K, Cached<V>>>,
-    key: K,
-    value: V,
-    epoch: u64,
-    expires: Instant,
-) {
-    let mut cache = cache.lock();
-    if cache.len() >= AAA_CACHE_MAX_ENTRIES && !cache.contains_key(&key) {
-        let now = Instant::now();
-        cache.retain(|_, entry| entry.expires > now);
-        if cache.len() >= AAA_CACHE_MAX_ENTRIES {
-            cache.clear();
-        }
-    }
-    cache.insert(
-        key,
-        Cached {
-            value,
-            epoch,
-            expires,
-        },
-    );
 }

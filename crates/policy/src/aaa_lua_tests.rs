@@ -200,6 +200,6 @@ fn zero_cache_ttls_are_stored() {
         "kumo.aaa.set_check_cache_ttl(0)\nkumo.aaa.set_acl_cache_ttl(0)",
     )
     .unwrap();
-    assert_eq!(*ctx.decision_ttl.read(), std::time::Duration::ZERO);
-    assert_eq!(*ctx.definition_ttl.read(), std::time::Duration::ZERO);
+    assert_eq!(ctx.decision_ttl(), std::time::Duration::ZERO);
+    assert_eq!(ctx.definition_ttl(), std::time::Duration::ZERO);
 }

@@ -17,6 +17,7 @@ mod aaa_password_lua;
 mod auth_result;
 mod credential_files;
 mod duration;
+mod epoch_cache;
 mod events;
 mod init_requests;
 mod kumo_module;
@@ -37,6 +38,7 @@ pub use credential_files::{CredentialFile, CredentialFiles, DEFAULT_CREDENTIALS_
 pub use duration::{
     deserialize_duration, deserialize_optional_duration, parse_duration, parse_rate,
 };
+pub use epoch_cache::EpochCache;
 pub use events::{Bytes, EventDecl, SerdeArg};
 pub use init_requests::InitRequests;
 pub use kumo_module::{call_sync, get_or_create_module, kumo_module, run_pre_init, PRE_INIT};

@@ -5,7 +5,7 @@
 
 use aaa::AuthInfo;
 use mlua::{FromLua, Lua, Value};
-use policy::{EventDecl, PolicyError, PolicyPool, SerdeArg};
+use policy::{EpochCache, EventDecl, PolicyError, PolicyPool, SerdeArg};
 use serde::Deserialize;
 use std::sync::Arc;
 use std::time::Duration;
@@ -126,27 +126,15 @@ impl FromLua for LuaIdentityLimits {
 /// first logins of one identity share one call.
 #[derive(Clone)]
 pub struct LimitsCache {
-    cache: moka::future::Cache<String, Option<Arc<IdentityLimits>>>,
-}
-
-impl Default for LimitsCache {
-    fn default() -> Self {
-        LimitsCache {
-            cache: moka::future::Cache::builder()
-                .max_capacity(LIMITS_CACHE_CAPACITY)
-                .time_to_live(LIMITS_TTL)
-                .build(),
-        }
-    }
+    cache: Arc<EpochCache<String, Option<Arc<IdentityLimits>>>>,
 }
 
 impl LimitsCache {
     /// A cache emptied whenever `policy`'s epoch is bumped (a reload).
     pub fn for_policy(policy: &PolicyPool) -> Self {
-        let limits = LimitsCache::default();
-        let cache = limits.cache.clone();
-        policy.on_epoch_bump(Arc::new(move |_| cache.invalidate_all()));
-        limits
+        LimitsCache {
+            cache: EpochCache::for_policy(policy, LIMITS_CACHE_CAPACITY, LIMITS_TTL),
+        }
     }
 
     /// The limits of `auth`'s first identity (`None`: no limits). An
@@ -169,7 +157,7 @@ impl LimitsCache {
                 .map(Arc::new))
         };
         self.cache
-            .try_get_with(identity.identity.clone(), ask)
+            .get_or_try_insert(identity.identity.clone(), policy.epoch(), ask)
             .await
     }
 }

@@ -4,8 +4,7 @@
 
 use crate::lua_api::{QueueConfigArgs, GET_QUEUE_CONFIG};
 use crate::queue_config::QueueConfig;
-use moka::sync::Cache;
-use policy::PolicyPool;
+use policy::{EpochCache, PolicyPool};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -19,19 +18,14 @@ pub const TTL: Duration = Duration::from_secs(300);
 #[derive(Clone)]
 pub struct QueueConfigCache {
     policy: PolicyPool,
-    cache: Cache<QueueConfigArgs, (u64, Arc<QueueConfig>)>,
+    cache: Arc<EpochCache<QueueConfigArgs, Arc<QueueConfig>>>,
 }
 
 impl QueueConfigCache {
     /// A cache in front of `policy`'s `get_queue_config`, emptied by every
     /// epoch bump of `policy`.
     pub fn new(policy: PolicyPool) -> Self {
-        let cache = Cache::builder()
-            .max_capacity(CAPACITY)
-            .time_to_live(TTL)
-            .build();
-        let emptied = cache.clone();
-        policy.on_epoch_bump(Arc::new(move |_| emptied.invalidate_all()));
+        let cache = EpochCache::for_policy(&policy, CAPACITY, TTL);
         QueueConfigCache { policy, cache }
     }
 
@@ -39,32 +33,27 @@ impl QueueConfigCache {
     /// or no handler: the defaults). An error is the policy's text; it is
     /// not cached.
     pub async fn get(&self, args: &QueueConfigArgs) -> Result<Arc<QueueConfig>, String> {
-        let epoch = self.policy.epoch();
-        // The epoch is kept with the answer: one computed while a reload
-        // happened must not outlive the invalidation.
-        if let Some((cached_epoch, config)) = self.cache.get(args) {
-            if cached_epoch == epoch {
-                return Ok(config);
+        let ask = async {
+            match self.policy.call(&GET_QUEUE_CONFIG, args.clone()).await {
+                Ok(Some(Some(config))) => Ok(Arc::new(config.0)),
+                Ok(Some(None) | None) => Ok(Arc::new(QueueConfig::default())),
+                Err(err) => Err(crate::policy_error_text(&err)),
             }
-        }
-        let config = match self.policy.call(&GET_QUEUE_CONFIG, args.clone()).await {
-            Ok(Some(Some(config))) => Arc::new(config.0),
-            Ok(Some(None) | None) => Arc::new(QueueConfig::default()),
-            Err(err) => return Err(crate::policy_error_text(&err)),
         };
-        self.cache.insert(args.clone(), (epoch, config.clone()));
-        Ok(config)
+        self.cache
+            .get_or_try_insert(args.clone(), self.policy.epoch(), ask)
+            .await
+            .map_err(|err| (*err).clone())
     }
 
     /// Answers cached now (after pending maintenance).
-    pub fn len(&self) -> u64 {
-        self.cache.run_pending_tasks();
-        self.cache.entry_count()
+    pub async fn len(&self) -> u64 {
+        self.cache.len().await
     }
 
     /// Whether nothing is cached.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
+    pub async fn is_empty(&self) -> bool {
+        self.cache.is_empty().await
     }
 }
 
@@ -120,9 +109,9 @@ mod tests {
         assert_eq!(path(&routed), "/md/example.com/t/-/r.example");
         // Cached: the same Arc comes back.
         assert!(Arc::ptr_eq(&plain, &cache.get(&args(None)).await.unwrap()));
-        assert_eq!(cache.len(), 2);
+        assert_eq!(cache.len().await, 2);
         policy.bump_epoch().unwrap();
-        assert!(cache.is_empty());
+        assert!(cache.is_empty().await);
         let again = cache.get(&args(None)).await.unwrap();
         assert!(!Arc::ptr_eq(&plain, &again));
     }
