@@ -136,7 +136,7 @@ async fn bump_config_epoch(State(state): State<Arc<ListenerState>>) -> Response 
         }
         Ok(Err(err)) => {
             error!("policy reload failed: {err:#}");
-            let text = without_traceback(&format!("{err:#}"));
+            let text = policy::without_traceback(&format!("{err:#}")).to_owned();
             (
                 StatusCode::INTERNAL_SERVER_ERROR,
                 format!("policy reload failed; the previous policy stays in force: {text}\n"),
@@ -148,12 +148,6 @@ async fn bump_config_epoch(State(state): State<Arc<ListenerState>>) -> Response 
             (StatusCode::INTERNAL_SERVER_ERROR, "policy reload failed\n").into_response()
         }
     }
-}
-
-/// Lua errors carry a `stack traceback:`; an HTTP answer never does.
-fn without_traceback(text: &str) -> String {
-    let cut = text.find("stack traceback:").unwrap_or(text.len());
-    text[..cut].trim_end().to_owned()
 }
 
 /// The body of `set_diagnostic_log_filter`.
@@ -197,15 +191,6 @@ async fn set_diagnostic_log_filter(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn traceback_is_cut() {
-        assert_eq!(
-            without_traceback("policy.lua:3: boom\nstack traceback:\n\t[C]: in ?"),
-            "policy.lua:3: boom"
-        );
-        assert_eq!(without_traceback("plain"), "plain");
-    }
 
     #[test]
     fn document_lists_the_common_paths() {

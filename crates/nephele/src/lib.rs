@@ -9,10 +9,9 @@ pub mod inject;
 pub mod logs;
 pub mod lua_api;
 pub mod metrics;
-mod policy_errors;
 pub mod queue_config;
 pub mod queues;
 pub mod server;
 pub mod smtp;
 
-pub use policy_errors::policy_error_text;
+pub use policy::policy_error_text;

@@ -18,6 +18,7 @@ mod auth_result;
 mod credential_files;
 mod duration;
 mod epoch_cache;
+mod error_text;
 mod events;
 mod init_requests;
 mod kumo_module;
@@ -39,6 +40,7 @@ pub use duration::{
     deserialize_duration, deserialize_optional_duration, parse_duration, parse_rate,
 };
 pub use epoch_cache::EpochCache;
+pub use error_text::{policy_error_text, without_traceback};
 pub use events::{Bytes, EventDecl, SerdeArg};
 pub use init_requests::InitRequests;
 pub use kumo_module::{call_sync, get_or_create_module, kumo_module, run_pre_init, PRE_INIT};

@@ -1,7 +1,7 @@
-//! Policy errors as users see them: the Lua message without the traceback
+//! Policy errors as users (API answers, log records) see them: the Lua message without the traceback
 //! and location noise that only a developer reading the policy needs.
 
-use policy::PolicyError;
+use crate::PolicyError;
 
 /// The text a policy error contributes to an API answer or a log record:
 /// the Lua message without traceback, `runtime error:` or `file:line:`.
@@ -12,9 +12,15 @@ pub fn policy_error_text(err: &PolicyError) -> String {
     }
 }
 
+/// `text` up to its Lua `stack traceback:` (an answer to a client never
+/// carries one), trimmed at the end.
+pub fn without_traceback(text: &str) -> &str {
+    let cut = text.find("stack traceback:").unwrap_or(text.len());
+    text[..cut].trim_end()
+}
+
 fn lua_error_text(message: &str) -> String {
-    let cut = message.find("stack traceback:").unwrap_or(message.len());
-    let mut text = message[..cut].trim();
+    let mut text = without_traceback(message).trim();
     text = text.strip_prefix("runtime error: ").unwrap_or(text);
     if let Some((head, rest)) = text.split_once(": ") {
         let is_location = head
