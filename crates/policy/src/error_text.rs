@@ -46,4 +46,13 @@ mod tests {
         assert_eq!(lua_error_text("550 not you"), "550 not you");
         assert_eq!(lua_error_text("a: b"), "a: b");
     }
+
+    #[test]
+    fn the_traceback_is_cut() {
+        assert_eq!(
+            without_traceback("policy.lua:3: boom\nstack traceback:\n\t[C]: in ?"),
+            "policy.lua:3: boom"
+        );
+        assert_eq!(without_traceback("plain"), "plain");
+    }
 }
