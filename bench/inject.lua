@@ -15,11 +15,26 @@ wrk.body = '{"envelope_sender":"bench@example.com","recipients":[{"email":"rcpt@
 local threads = {}
 function setup(thread)
   table.insert(threads, thread)
+  thread:set("thread_id", #threads)
 end
+
+-- IDEMPOTENCY_KEYS=1: every request carries its own Idempotency-Key
+-- (unique per run, thread and request), so each is a first use.
+local with_keys = os.getenv("IDEMPOTENCY_KEYS") == "1"
+local run_id = tostring(os.time()) .. "-" .. tostring(math.random(1, 1e9))
+local sent = 0
 
 function init(args)
   ok = 0
   failed = 0
+end
+
+if with_keys then
+  function request()
+    sent = sent + 1
+    wrk.headers["Idempotency-Key"] = run_id .. "-" .. tostring(thread_id) .. "-" .. sent
+    return wrk.format()
+  end
 end
 
 function response(status, headers, reply)

@@ -10,6 +10,11 @@
 #   CONNECTIONS=32 DURATION=20 bench/inject.sh
 #   SPOOL_FILES=1 bench/inject.sh   # data and meta in one redb file
 #   NEPHELE_BIN=/path/to/nephele bench/inject.sh   # that binary, no build
+#   IDEMPOTENCY_KEYS=compare bench/inject.sh   # three runs against the
+#                                   # same daemon: without keys, with a new
+#                                   # Idempotency-Key per request, without
+#                                   # again; prints with / mean(without)
+#                                   # (IDEMPOTENCY_KEYS=1: only with keys)
 #   DELIVERY=none bench/inject.sh   # no delivery during the run (the queue
 #                                   # is SMTP through an undefined egress
 #                                   # pool, failing before any DNS lookup,
@@ -22,6 +27,8 @@ DURATION=${DURATION:-10}
 THREADS=${THREADS:-2}
 SPOOL_FILES=${SPOOL_FILES:-2}
 DELIVERY=${DELIVERY:-maildir}
+IDEMPOTENCY_KEYS=${IDEMPOTENCY_KEYS:-0}
+case $IDEMPOTENCY_KEYS in 0|1|compare) ;; *) echo "bench/inject.sh: IDEMPOTENCY_KEYS is 0, 1 or compare" >&2; exit 1 ;; esac
 
 command -v wrk >/dev/null || { echo "bench/inject.sh: wrk is required (apt-get install wrk)" >&2; exit 1; }
 if [[ -z ${NEPHELE_BIN:-} ]]; then
@@ -76,14 +83,39 @@ done
 
 echo "nephele on $addr; spool files: $SPOOL_FILES; delivery: $DELIVERY; wrk -t$THREADS -c$CONNECTIONS -d${DURATION}s; load before: $(cut -d' ' -f1-3 /proc/loadavg)"
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$pid/stat"; }
-ticks_before=$(cpu_ticks)
-wrk -t"$THREADS" -c"$CONNECTIONS" -d"${DURATION}s" --latency -s bench/inject.lua "http://$addr/api/inject/v1" | tee "$work/wrk.out"
-# CPU per message depends less on other load on the machine than the rate.
-acknowledged=$(sed -n 's/^acknowledged: \([0-9]*\).*/\1/p' "$work/wrk.out")
-ticks=$(( $(cpu_ticks) - ticks_before ))
-if [[ ${acknowledged:-0} -gt 0 ]]; then
-    echo "nephele CPU: $(( ticks * 1000000 / $(getconf CLK_TCK) / acknowledged )) µs per acknowledged message (delivery included)"
-fi
+# One wrk run; KEYS=1 sends an Idempotency-Key per request. Prints the
+# acknowledged messages/s as the last line of $work/rate.
+run_wrk() {
+    local keys="$1" label="$2" ticks_before acknowledged ticks
+    echo "--- $label"
+    ticks_before=$(cpu_ticks)
+    IDEMPOTENCY_KEYS=$keys wrk -t"$THREADS" -c"$CONNECTIONS" -d"${DURATION}s" --latency -s bench/inject.lua "http://$addr/api/inject/v1" | tee "$work/wrk.out"
+    # CPU per message depends less on other load on the machine than the rate.
+    acknowledged=$(sed -n 's/^acknowledged: \([0-9]*\).*/\1/p' "$work/wrk.out")
+    ticks=$(( $(cpu_ticks) - ticks_before ))
+    if [[ ${acknowledged:-0} -gt 0 ]]; then
+        echo "nephele CPU: $(( ticks * 1000000 / $(getconf CLK_TCK) / acknowledged )) µs per acknowledged message (delivery included)"
+    fi
+    sed -n 's/^acknowledged: .*messages\/s: \([0-9]*\).*/\1/p' "$work/wrk.out" >>"$work/rate"
+}
+case $IDEMPOTENCY_KEYS in
+    0) run_wrk 0 "without Idempotency-Key" ;;
+    1) run_wrk 1 "with an Idempotency-Key per request" ;;
+    compare)
+        # Without, with, without again: the run with keys is compared with
+        # the mean of the two around it, so a spool and Maildir that grow
+        # during the runs do not favour either side.
+        run_wrk 0 "without Idempotency-Key"
+        run_wrk 1 "with an Idempotency-Key per request"
+        run_wrk 0 "without Idempotency-Key, again"
+        before=$(sed -n 1p "$work/rate")
+        with=$(sed -n 2p "$work/rate")
+        after=$(sed -n 3p "$work/rate")
+        awk -v w="$with" -v a="$before" -v b="$after" 'BEGIN {
+            if (a + b > 0) printf "with/without Idempotency-Key: %d / mean(%d, %d) messages/s = %.2fx\n", w, a, b, 2 * w / (a + b)
+        }'
+        ;;
+esac
 
 kill -TERM "$pid"
 wait "$pid" || true

@@ -132,8 +132,15 @@ pub enum InjectionOutcome {
     Timeout,
     /// `503`: no spool, or the spool is failing.
     Unavailable,
-    /// `500`: an internal failure (a render thread that died).
+    /// `500`: an internal failure (a render thread that died, a failed
+    /// `http_server_get_injection_limits`).
     Failed,
+    /// `429`: past the identity's `max_message_rate`.
+    RateLimited,
+    /// A repeat of an `Idempotency-Key` answered from its record.
+    Replayed,
+    /// `409`: the same `Idempotency-Key` is being processed now.
+    Conflict,
 }
 
 impl InjectionOutcome {
@@ -145,6 +152,9 @@ impl InjectionOutcome {
             InjectionOutcome::Timeout => "timeout",
             InjectionOutcome::Unavailable => "unavailable",
             InjectionOutcome::Failed => "failed",
+            InjectionOutcome::RateLimited => "rate_limited",
+            InjectionOutcome::Replayed => "replayed",
+            InjectionOutcome::Conflict => "conflict",
         }
     }
 }

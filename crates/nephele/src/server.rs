@@ -7,6 +7,8 @@
 //! requests and deliveries and closes the spool and logs.
 
 use crate::http_api;
+use crate::inject::idempotency::IdempotencyStore;
+use crate::inject::identity_limits::InjectionIdentityControl;
 use crate::inject::render_pool::RenderPool;
 use crate::inject::InjectService;
 use crate::logs::LocalLogger;
@@ -126,6 +128,8 @@ fn open_spool(requested: &InitRequested) -> anyhow::Result<Option<Arc<RedbSpool>
 struct Storage {
     committer: Arc<GroupCommitter>,
     queues: Arc<QueueManager>,
+    /// `Idempotency-Key` records, kept in the spool.
+    idempotency: Arc<IdempotencyStore>,
 }
 
 impl Storage {
@@ -148,10 +152,16 @@ impl Storage {
             metrics.clone(),
             config.requested.dns.as_ref(),
         )?);
+        let limits = config.requested.injection.as_ref();
+        let idempotency = Arc::new(IdempotencyStore::for_spool(Some(&*spool), limits)?);
         let messages = queues.requeue_all(spool, SPOOL_IO_TIMEOUT).await?;
         info!(messages, "spool loaded; undelivered messages re-queued");
         queues.start();
-        Ok(Some(Storage { committer, queues }))
+        Ok(Some(Storage {
+            committer,
+            queues,
+            idempotency,
+        }))
     }
 }
 
@@ -191,6 +201,11 @@ impl Nephele {
             logs: logs.clone(),
             render: RenderPool::new(config.requested.injection.clone().unwrap_or_default()),
             metrics,
+            identity_limits: InjectionIdentityControl::for_policy(&config.policy),
+            idempotency: match &storage {
+                Some(storage) => storage.idempotency.clone(),
+                None => Arc::new(IdempotencyStore::for_spool(None, None)?),
+            },
         });
         let listeners = http_api::bind_listeners(
             config.requested.http,

@@ -50,9 +50,14 @@ fn wait_record(ws: &Workspace, kind: &str) -> serde_json::Value {
 fn assert_byte_exact(message: &Received, rcpt: &str) {
     assert_eq!(message.envelope["mail_from"], "news@example.com");
     assert_eq!(message.envelope["rcpt_tos"], json!([rcpt]));
-    // nephele stores the rendered content with CRLF line ends and adds no
-    // header, so the expected bytes are known exactly.
-    let expected = CONTENT.replace("{{ email }}", rcpt).replace('\n', "\r\n");
+    // nephele stores the rendered content with CRLF line ends and adds only
+    // the default supplemental trace header, so the expected bytes are
+    // known exactly.
+    let expected = format!(
+        "{}{}",
+        kumo_ref_header(rcpt),
+        CONTENT.replace("{{ email }}", rcpt).replace('\n', "\r\n")
+    );
     assert_eq!(
         String::from_utf8_lossy(&message.data),
         expected,

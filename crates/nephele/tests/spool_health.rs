@@ -140,9 +140,10 @@ fn a_full_disk_is_503_and_recovers_without_a_restart() {
         (messages.len() >= acknowledged.len()).then_some(messages)
     });
     for n in &acknowledged {
-        let subject = format!("Subject: m{n}\r\n");
+        // After the default X-KumoRef header.
+        let subject = format!("\r\nSubject: m{n}\r\n");
         assert_eq!(
-            delivered.iter().filter(|m| m.starts_with(&subject)).count(),
+            delivered.iter().filter(|m| m.contains(&subject)).count(),
             1,
             "message {n}"
         );

@@ -26,6 +26,7 @@ mod loader;
 mod login;
 mod pool;
 mod pool_settings;
+mod rate_window;
 mod verdict_cache;
 
 /// Re-exported so Lua parameter tables keep naming `policy::KeySource`.
@@ -51,6 +52,7 @@ pub use login::{
 };
 pub use pool::{EpochHook, PolicyError, PolicyPool};
 pub use pool_settings::{PoolSettings, DEFAULT_LUA_MEMORY_LIMIT};
+pub use rate_window::FixedWindow;
 pub use verdict_cache::{
     LoginGeneration, Verdict, VerdictCache, VerdictKey, REFUSED_VERDICT_TTL, VERDICT_CACHE_CAPACITY,
 };

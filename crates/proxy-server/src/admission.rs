@@ -11,7 +11,7 @@ use crate::sessions::SessionRegistry;
 use crate::shaping::TokenBucket;
 use aaa::AuthInfo;
 use parking_lot::Mutex;
-use policy::PolicyPool;
+use policy::{FixedWindow, PolicyPool};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
@@ -42,8 +42,8 @@ pub struct IdentityControl {
 #[derive(Default)]
 struct LocalIdentity {
     sessions: AtomicU32,
-    /// (window number, CONNECTs in it).
-    window: Mutex<(u128, u32)>,
+    /// CONNECTs in the current rate window.
+    window: FixedWindow,
     /// client→destination and destination→client buckets.
     buckets: Mutex<Option<(Arc<TokenBucket>, Arc<TokenBucket>)>>,
 }
@@ -176,15 +176,11 @@ impl IdentityControl {
             Some(fleet) => fleet.connect_allowed(identity, rate).await,
             None => None,
         };
-        let allowed = fleet.unwrap_or_else(|| {
-            let window = self.anchor.elapsed().as_millis() / rate.period.as_millis().max(1);
-            let mut current = local.window.lock();
-            if current.0 != window {
-                *current = (window, 0);
-            }
-            current.1 = current.1.saturating_add(1);
-            current.1 <= rate.count
-        });
+        let allowed =
+            fleet.unwrap_or_else(|| local
+                .window
+                .take(rate.count, rate.period, self.anchor.elapsed(), 1)
+                .is_ok());
         if allowed {
             return Ok(());
         }

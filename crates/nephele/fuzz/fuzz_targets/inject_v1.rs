@@ -33,11 +33,11 @@ fuzz_target!(|data: &[u8]| {
         let Ok(rendered) = templates.render_message(&valid, index, &mut budget) else {
             continue;
         };
-        let mut message = Message::new(
-            valid.sender.clone(),
-            valid.recipients[index].clone(),
-            rendered,
-        );
+        // A recipient that failed validation has no message.
+        let Ok(recipient) = valid.recipients[index].clone() else {
+            continue;
+        };
+        let mut message = Message::new(valid.sender.clone(), recipient, rendered);
         message.set_meta("http_auth", json!("fuzz"));
         // The header accessors the policy API exposes read generated text.
         let _ = message.from_header();

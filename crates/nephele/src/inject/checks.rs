@@ -17,11 +17,21 @@ pub fn refuse_control_characters(request: &InjectV1Request) -> Result<(), Reques
         Ok(())
     };
     check("envelope_sender", &request.envelope_sender)?;
-    for (i, recipient) in request.recipients.iter().enumerate() {
-        check(&format!("recipients[{i}].email"), &recipient.email)?;
-        if let Some(name) = &recipient.name {
-            check(&format!("recipients[{i}].name"), name)?;
-        }
+    // A recipient's address and name are checked per recipient (a bad one
+    // fails that recipient alone): see `request::validate`.
+    let trace = &request.trace_headers;
+    check("trace_headers.header_name", &trace.header_name)?;
+    if trace.supplemental_header
+        && (trace.header_name.is_empty()
+            || !trace
+                .header_name
+                .bytes()
+                .all(|b| b.is_ascii_graphic() && b != b':'))
+    {
+        return Err(RequestError::field(
+            "trace_headers.header_name",
+            "not a valid header name",
+        ));
     }
     let Content::Builder(builder) = &request.content else {
         return Ok(());
@@ -44,17 +54,20 @@ pub fn refuse_control_characters(request: &InjectV1Request) -> Result<(), Reques
     Ok(())
 }
 
-/// `413` when the request has more recipients than `max_recipients`.
+/// `413` when the request has more recipients than `max_recipients`, or
+/// than the identity's `max_recipients_per_request`.
 pub fn refuse_too_many_recipients(
     request: &InjectV1Request,
     limits: &InjectionLimits,
+    identity_max: Option<usize>,
 ) -> Result<(), LimitExceeded> {
     let count = request.recipients.len();
-    if count > limits.max_recipients {
-        return Err(LimitExceeded::Recipients {
-            count,
-            limit: limits.max_recipients,
-        });
+    let (key, limit) = match identity_max {
+        Some(max) if max < limits.max_recipients => ("max_recipients_per_request", max),
+        _ => ("max_recipients", limits.max_recipients),
+    };
+    if count > limit {
+        return Err(LimitExceeded::Recipients { key, count, limit });
     }
     Ok(())
 }
@@ -79,8 +92,8 @@ mod tests {
                 "envelope_sender",
             ),
             (
-                r#"{"envelope_sender":"s@example.com","recipients":[{"email":"a@example.com\r\n\r\n"}],"content":"x"}"#,
-                "recipients[0].email",
+                r#"{"envelope_sender":"s@example.com","recipients":[{"email":"a@example.com"}],"content":"x","trace_headers":{"header_name":"X-Ref\r\nBcc: e@x.com"}}"#,
+                "trace_headers.header_name",
             ),
             (
                 r#"{"envelope_sender":"s@example.com","recipients":[{"email":"a@example.com"}],"content":{"from":{"email":"f@example.com\r\n"}}}"#,
@@ -122,8 +135,14 @@ mod tests {
             max_recipients: 1,
             ..InjectionLimits::default()
         };
-        let err = refuse_too_many_recipients(&valid.request, &limits).unwrap_err();
+        let err = refuse_too_many_recipients(&valid.request, &limits, None).unwrap_err();
         assert_eq!(err.to_string(), "2 recipients exceed max_recipients (1)");
-        refuse_too_many_recipients(&valid.request, &InjectionLimits::default()).unwrap();
+        let defaults = InjectionLimits::default();
+        refuse_too_many_recipients(&valid.request, &defaults, None).unwrap();
+        let err = refuse_too_many_recipients(&valid.request, &defaults, Some(1)).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "2 recipients exceed max_recipients_per_request (1)"
+        );
     }
 }

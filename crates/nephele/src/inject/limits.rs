@@ -39,6 +39,13 @@ pub struct InjectionLimits {
     /// runtime; more wait for a free one.
     #[serde(default = "default_render_threads")]
     pub render_threads: usize,
+    /// How long the answer to a request with an `Idempotency-Key` is
+    /// replayed to repeats of that key (at least a second).
+    #[serde(
+        default = "default_idempotency_retention",
+        deserialize_with = "deserialize_duration"
+    )]
+    pub idempotency_retention: Duration,
 }
 
 impl Default for InjectionLimits {
@@ -50,6 +57,7 @@ impl Default for InjectionLimits {
             max_request_bytes: default_max_request_bytes(),
             render_timeout: default_render_timeout(),
             render_threads: default_render_threads(),
+            idempotency_retention: default_idempotency_retention(),
         }
     }
 }
@@ -71,6 +79,9 @@ impl InjectionLimits {
         if self.render_timeout.is_zero() {
             anyhow::bail!("render_timeout must be greater than zero");
         }
+        if self.idempotency_retention < Duration::from_secs(1) {
+            anyhow::bail!("idempotency_retention must be at least a second");
+        }
         Ok(())
     }
 }
@@ -89,6 +100,11 @@ fn default_max_recipients() -> usize {
 fn default_max_request_bytes() -> usize {
     64 * 1024 * 1024
 }
+/// As the retention of common idempotent HTTP APIs: a day covers any
+/// client's retries.
+fn default_idempotency_retention() -> Duration {
+    Duration::from_secs(24 * 3600)
+}
 fn default_render_timeout() -> Duration {
     Duration::from_secs(30)
 }
@@ -101,9 +117,12 @@ fn default_render_threads() -> usize {
 /// Why a request is refused whole with `413` (or, for the deadline, `408`).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum LimitExceeded {
-    /// More recipients than `max_recipients`.
-    #[error("{count} recipients exceed max_recipients ({limit})")]
+    /// More recipients than `max_recipients` (or the identity's
+    /// `max_recipients_per_request`: `key` names which).
+    #[error("{count} recipients exceed {key} ({limit})")]
     Recipients {
+        /// The key: `max_recipients` or `max_recipients_per_request`.
+        key: &'static str,
         /// Recipients in the request.
         count: usize,
         /// The limit.

@@ -3,10 +3,15 @@
 //! commit the accepted ones to the spool, then queue.
 
 pub mod checks;
+pub mod idempotency;
+pub mod identity_limits;
 pub mod limits;
+pub mod mime;
+pub mod refusal;
 pub mod render;
 pub mod render_pool;
 pub mod request;
+pub mod trace;
 
 use crate::logs::{LocalLogger, LogRecord, RecordType, Response as LogResponse};
 use crate::lua_api::HTTP_MESSAGE_GENERATED;
@@ -15,16 +20,19 @@ use crate::queues::{QueueKey, QueueManager};
 use aaa::AuthInfo;
 use axum::body::Bytes;
 use axum::extract::State;
-use axum::http::{header, StatusCode};
+use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::{Extension, Json};
+use axum::Extension;
 use http_listener::ConnectionInfo;
+use idempotency::{Claim, IdempotencyStore, Lookup};
+use identity_limits::{IdentityRefusal, InjectionIdentityControl};
 use limits::LimitExceeded;
 use message::{LuaMessage, Message};
 use policy::{PolicyPool, SerdeArg};
+use refusal::Refusal;
 use render::{RenderError, Templates};
 use render_pool::{PoolError, RenderPool};
-use request::{RequestError, ValidRequest};
+use request::ValidRequest;
 use serde::Serialize;
 use serde_json::json;
 use spool::{GroupCommitter, SpoolEntry};
@@ -35,6 +43,9 @@ use utoipa::ToSchema;
 
 /// Bound on waiting for the spool commit of one request's messages.
 pub const COMMIT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The request header naming an idempotent request.
+pub const IDEMPOTENCY_KEY: &str = "idempotency-key";
 
 /// `Retry-After` (seconds) of a `503` while the spool is failing.
 pub const SPOOL_RETRY_AFTER_SECS: u64 = 5;
@@ -54,10 +65,14 @@ pub struct InjectService {
     pub render: RenderPool,
     /// Counts of requests and messages.
     pub metrics: Arc<NepheleMetrics>,
+    /// `http_server_get_injection_limits`: cached answers, rate windows.
+    pub identity_limits: InjectionIdentityControl,
+    /// `Idempotency-Key` records (loaded from the spool).
+    pub idempotency: Arc<IdempotencyStore>,
 }
 
 /// The answer to an injection.
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Default, Serialize, ToSchema)]
 pub struct InjectV1Response {
     /// Recipients whose message was spooled (or discarded by queue `null`).
     pub success_count: usize,
@@ -67,76 +82,6 @@ pub struct InjectV1Response {
     pub failed_recipients: Vec<String>,
     /// `address: reason` for each failed recipient.
     pub errors: Vec<String>,
-}
-
-/// Why a request was refused whole: nothing of it is spooled.
-#[derive(Debug)]
-enum Refusal {
-    /// `400` or `422`, naming the field.
-    Request(RequestError),
-    /// `413` naming the limit, or `408` past `render_timeout`.
-    Limit(LimitExceeded),
-    /// `503` with `Retry-After`: the spool is failing (its details are
-    /// logged, never sent).
-    SpoolUnavailable(Outcome),
-    /// `500`: a render thread failed.
-    Internal,
-}
-
-impl Refusal {
-    fn outcome(&self) -> InjectionOutcome {
-        match self {
-            Refusal::Request(_) => InjectionOutcome::Invalid,
-            Refusal::Limit(LimitExceeded::Deadline(_)) => InjectionOutcome::Timeout,
-            Refusal::Limit(_) => InjectionOutcome::TooLarge,
-            Refusal::SpoolUnavailable(_) => InjectionOutcome::Unavailable,
-            Refusal::Internal => InjectionOutcome::Failed,
-        }
-    }
-}
-
-impl IntoResponse for Refusal {
-    fn into_response(self) -> Response {
-        match self {
-            Refusal::Request(err) => {
-                let status = match err {
-                    RequestError::Syntax(_) => StatusCode::BAD_REQUEST,
-                    RequestError::Shape(_) | RequestError::Field { .. } => {
-                        StatusCode::UNPROCESSABLE_ENTITY
-                    }
-                };
-                (status, format!("{err}\n")).into_response()
-            }
-            Refusal::Limit(err) => {
-                let status = match err {
-                    LimitExceeded::Deadline(_) => StatusCode::REQUEST_TIMEOUT,
-                    _ => StatusCode::PAYLOAD_TOO_LARGE,
-                };
-                (status, format!("request refused: {err}\n")).into_response()
-            }
-            Refusal::SpoolUnavailable(outcome) => (
-                StatusCode::SERVICE_UNAVAILABLE,
-                [(header::RETRY_AFTER, SPOOL_RETRY_AFTER_SECS.to_string())],
-                Json(outcome.into_response_body()),
-            )
-                .into_response(),
-            Refusal::Internal => {
-                (StatusCode::INTERNAL_SERVER_ERROR, "internal error\n").into_response()
-            }
-        }
-    }
-}
-
-impl From<RequestError> for Refusal {
-    fn from(err: RequestError) -> Self {
-        Refusal::Request(err)
-    }
-}
-
-impl From<LimitExceeded> for Refusal {
-    fn from(err: LimitExceeded) -> Self {
-        Refusal::Limit(err)
-    }
 }
 
 /// The value of meta `http_auth`: the first `HttpBasicAuth` identity, else
@@ -151,17 +96,23 @@ pub fn http_auth_value(auth: &AuthInfo, conn: &ConnectionInfo) -> String {
 /// Inject messages: one per recipient.
 #[utoipa::path(post, path = "/api/inject/v1", tag = "inject",
     request_body = request::InjectV1Request,
+    params(("Idempotency-Key" = Option<String>, Header,
+        description = "1 to 255 visible ASCII characters: a repeat with the same key (same identity) within idempotency_retention gets the first answer again and spools nothing")),
     responses(
-        (status = 200, description = "Per-recipient outcome", body = InjectV1Response),
-        (status = 400, description = "Not JSON", body = String),
+        (status = 200, description = "Per-recipient outcome (a failed recipient is listed in failed_recipients and errors; the others are spooled)", body = InjectV1Response),
+        (status = 400, description = "Not JSON, or an invalid Idempotency-Key", body = String),
         (status = 408, description = "Rendering did not finish within render_timeout", body = String),
-        (status = 413, description = "Past an injection limit (named); nothing was spooled", body = String),
-        (status = 422, description = "Missing or invalid field, control characters in a header or address, template syntax error", body = String),
+        (status = 409, description = "A request with the same Idempotency-Key is being processed (with Retry-After)", body = String),
+        (status = 413, description = "Past an injection limit (named, e.g. max_recipients or the identity's max_recipients_per_request); nothing was spooled", body = String),
+        (status = 422, description = "Missing or invalid field, unknown template_dialect, control characters in a header, template syntax error, or an Idempotency-Key reused with another body", body = String),
+        (status = 429, description = "Past the identity's max_message_rate (with Retry-After)", body = String),
+        (status = 500, description = "policy error: http_server_get_injection_limits failed", body = String),
         (status = 503, description = "No spool is defined, or the spool is failing (with Retry-After); nothing was acknowledged", body = InjectV1Response)))]
 pub async fn inject_v1(
     State(service): State<Arc<InjectService>>,
     Extension(conn): Extension<ConnectionInfo>,
     Extension(auth): Extension<AuthInfo>,
+    headers: HeaderMap,
     body: Bytes,
 ) -> Response {
     let (Some(spool), Some(queues)) = (&service.spool, &service.queues) else {
@@ -172,22 +123,84 @@ pub async fn inject_v1(
         )
             .into_response();
     };
-    match inject(&service, spool, queues, body, &auth, &conn).await {
-        Ok(outcome) => {
+    let claim = match claim_key(&service, spool, &headers, &auth, &conn, &body) {
+        Ok(KeyState::Replay(status, body)) => {
+            service.metrics.request(InjectionOutcome::Replayed);
+            return json_answer(status, body);
+        }
+        Ok(KeyState::New(claim)) => claim,
+        Err(refusal) => return refuse(&service, &conn, refusal),
+    };
+    match inject(&service, spool, queues, body, &auth, &conn, claim).await {
+        Ok(body) => {
             service.metrics.request(InjectionOutcome::Accepted);
-            debug!(peer = %conn.peer, success = outcome.success_count, failed = outcome.failed_recipients.len(), "injection done");
-            (StatusCode::OK, Json(outcome.into_response_body())).into_response()
+            debug!(peer = %conn.peer, "injection done");
+            json_answer(200, body)
         }
-        Err(refusal) => {
-            service.metrics.request(refusal.outcome());
-            if !matches!(refusal, Refusal::SpoolUnavailable(_)) {
-                info!(peer = %conn.peer, "injection refused: {refusal:?}");
-            }
-            refusal.into_response()
-        }
+        Err(refusal) => refuse(&service, &conn, refusal),
     }
 }
 
+fn refuse(service: &InjectService, conn: &ConnectionInfo, refusal: Refusal) -> Response {
+    service.metrics.request(refusal.outcome());
+    match &refusal {
+        Refusal::SpoolUnavailable(_) => {}
+        Refusal::Identity(IdentityRefusal::Policy { .. }) | Refusal::Internal => {
+            error!(peer = %conn.peer, "injection refused: {refusal:?}")
+        }
+        _ => info!(peer = %conn.peer, "injection refused: {refusal:?}"),
+    }
+    refusal.into_response()
+}
+
+/// An answer whose JSON body was serialized once (a replay sends the same
+/// bytes).
+fn json_answer(status: u16, body: String) -> Response {
+    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
+    (status, [(header::CONTENT_TYPE, "application/json")], body).into_response()
+}
+
+/// What the `Idempotency-Key` header says to do.
+enum KeyState {
+    /// Answer again.
+    Replay(u16, String),
+    /// Process; with the claimed key, if the request has one.
+    New(Option<Claim>),
+}
+
+fn claim_key(
+    service: &InjectService,
+    spool: &GroupCommitter,
+    headers: &HeaderMap,
+    auth: &AuthInfo,
+    conn: &ConnectionInfo,
+    body: &[u8],
+) -> Result<KeyState, Refusal> {
+    let Some(key) = headers.get(IDEMPOTENCY_KEY) else {
+        return Ok(KeyState::New(None));
+    };
+    if !idempotency::valid_key(key.as_bytes()) {
+        return Err(Refusal::BadKey);
+    }
+    let identity = http_auth_value(auth, conn);
+    let mut expired = Vec::new();
+    let lookup = service
+        .idempotency
+        .lookup(&identity, key.as_bytes(), body, &mut expired);
+    for id in expired {
+        spool.remove(id);
+    }
+    match lookup {
+        Lookup::Replay(status, body) => Ok(KeyState::Replay(status, body)),
+        Lookup::Mismatch => Err(Refusal::KeyReused),
+        Lookup::InFlight => Err(Refusal::KeyInFlight),
+        Lookup::New(claim) => Ok(KeyState::New(Some(claim))),
+    }
+}
+
+/// Check the request and its identity's limits, render, generate, and
+/// commit the messages (with the key's record) in one spool commit; the
+/// answer's JSON body.
 async fn inject(
     service: &InjectService,
     spool: &GroupCommitter,
@@ -195,9 +208,29 @@ async fn inject(
     body: Bytes,
     auth: &AuthInfo,
     conn: &ConnectionInfo,
-) -> Result<Outcome, Refusal> {
-    let (valid, rendered) = prepare_and_render(&service.render, body).await?;
-    let mut outcome = Outcome::default();
+    claim: Option<Claim>,
+) -> Result<String, Refusal> {
+    let valid = request::parse(&body)?;
+    drop(body);
+    checks::refuse_control_characters(&valid.request)?;
+    let limits = service
+        .identity_limits
+        .limits(&service.policy, auth)
+        .await?;
+    let identity_max = limits
+        .as_ref()
+        .and_then(|(_, limits)| limits.max_recipients_per_request);
+    checks::refuse_too_many_recipients(&valid.request, service.render.limits(), identity_max)?;
+    if let Some((identity, limits)) = &limits {
+        if let Some(rate) = &limits.max_message_rate {
+            let messages = valid.request.recipients.len();
+            service
+                .identity_limits
+                .take_messages(identity, rate, messages)?;
+        }
+    }
+    let (valid, rendered) = render_all(&service.render, valid).await?;
+    let mut outcome = InjectV1Response::default();
     let max_message_size = service.render.limits().max_message_size;
     let generated = generate_all(
         &service.policy,
@@ -209,19 +242,26 @@ async fn inject(
         &mut outcome,
     )
     .await?;
+    outcome.success_count = generated.to_spool.len() + generated.discarded.len();
+    let answer = serde_json::to_string(&outcome).map_err(|_| Refusal::Internal)?;
+    let record = claim
+        .as_ref()
+        .map(|claim| service.idempotency.entry(claim, 200, &answer));
     commit(
         service,
         spool,
         queues,
         generated.to_spool,
-        &mut outcome,
+        record.clone(),
         conn,
     )
     .await?;
+    if let (Some(claim), Some(record)) = (claim, record) {
+        service.idempotency.recorded(claim, &record);
+    }
     for (message, key) in generated.discarded {
         reception(&service.logs, &message, &key);
         debug!(id = %message.id(), "queue null: discarded");
-        outcome.success_count += 1;
     }
     service
         .metrics
@@ -231,24 +271,19 @@ async fn inject(
     service
         .metrics
         .recipients_rejected
-        .inc_by(outcome.failed_recipients.len() as u64);
-    Ok(outcome)
+        .inc_by(outcome.fail_count as u64);
+    Ok(answer)
 }
 
 /// Each recipient's message, or why that recipient alone failed.
 type Rendered = Vec<Result<Vec<u8>, String>>;
 
-/// Parse and check the body, then (on a render thread) compile its
-/// templates and render every recipient's message: a request refused here
-/// generates nothing further.
-async fn prepare_and_render(
+/// On a render thread: compile the request's templates and render every
+/// recipient's message (a recipient that cannot be rendered fails alone).
+async fn render_all(
     pool: &RenderPool,
-    body: Bytes,
+    valid: ValidRequest,
 ) -> Result<(ValidRequest, Rendered), Refusal> {
-    let valid = request::parse(&body)?;
-    drop(body);
-    checks::refuse_control_characters(&valid.request)?;
-    checks::refuse_too_many_recipients(&valid.request, pool.limits())?;
     let job = pool.run(move |budget| -> Result<(ValidRequest, Rendered), Refusal> {
         let templates = Templates::compile(&valid.request)?;
         let mut rendered = Vec::with_capacity(valid.recipients.len());
@@ -290,13 +325,22 @@ async fn generate_all(
     auth: &AuthInfo,
     conn: &ConnectionInfo,
     max_message_size: usize,
-    outcome: &mut Outcome,
+    outcome: &mut InjectV1Response,
 ) -> Result<Generated, Refusal> {
     let http_auth = http_auth_value(auth, conn);
     let mut generated = Generated::default();
     for (index, data) in rendered.into_iter().enumerate() {
         let message = match data {
-            Ok(data) => generate(policy, &valid, index, data, auth, &http_auth, conn).await,
+            Ok(data) => generate(policy, &valid, index, data, auth, &http_auth, conn)
+                .await
+                .map(|mut message| {
+                    // After the event, with the meta it set; a discarded
+                    // message gets none (as upstream).
+                    if !QueueKey::for_message(&message).is_null() {
+                        trace::add_supplemental(&valid.request.trace_headers, &mut message);
+                    }
+                    message
+                }),
             Err(text) => Err(text),
         };
         match message {
@@ -321,18 +365,19 @@ async fn generate_all(
     Ok(generated)
 }
 
-/// Commit `to_spool` in one spool transaction, then log and queue each
-/// message; if the commit fails, the request is refused with `503`:
-/// nothing is acknowledged that is not durable.
+/// Commit `to_spool` (and the idempotency `record`) in one spool
+/// transaction, then log and queue each message; if the commit fails, the
+/// request is refused with `503`: nothing is acknowledged that is not
+/// durable.
 async fn commit(
     service: &InjectService,
     spool: &GroupCommitter,
     queues: &QueueManager,
     to_spool: Vec<(Message, QueueKey)>,
-    outcome: &mut Outcome,
+    record: Option<SpoolEntry>,
     conn: &ConnectionInfo,
 ) -> Result<(), Refusal> {
-    let entries = to_spool
+    let mut entries: Vec<SpoolEntry> = to_spool
         .iter()
         .map(|(message, _)| SpoolEntry {
             id: message.id().to_string(),
@@ -340,11 +385,12 @@ async fn commit(
             data: message.data().to_vec(),
         })
         .collect();
+    entries.extend(record);
     let started = Instant::now();
     let result = spool.store(entries, COMMIT_TIMEOUT).await;
     if let Err(err) = result {
         error!(peer = %conn.peer, count = to_spool.len(), "spool commit failed: {err}");
-        let mut refused = std::mem::take(outcome);
+        let mut refused = InjectV1Response::default();
         for (message, _) in &to_spool {
             refused.fail(
                 &message.recipient().email(),
@@ -364,31 +410,15 @@ async fn commit(
     for (message, key) in to_spool {
         reception(&service.logs, &message, &key);
         queues.insert(&message, key);
-        outcome.success_count += 1;
     }
     Ok(())
 }
 
-#[derive(Debug, Default)]
-struct Outcome {
-    success_count: usize,
-    failed_recipients: Vec<String>,
-    errors: Vec<String>,
-}
-
-impl Outcome {
+impl InjectV1Response {
     fn fail(&mut self, recipient: &str, text: &str) {
         self.failed_recipients.push(recipient.to_owned());
         self.errors.push(format!("{recipient}: {text}"));
-    }
-
-    fn into_response_body(self) -> InjectV1Response {
-        InjectV1Response {
-            success_count: self.success_count,
-            fail_count: self.failed_recipients.len(),
-            failed_recipients: self.failed_recipients,
-            errors: self.errors,
-        }
+        self.fail_count += 1;
     }
 }
 
@@ -415,10 +445,16 @@ async fn generate(
     http_auth: &str,
     conn: &ConnectionInfo,
 ) -> Result<Message, String> {
-    let mut message = Message::new(valid.sender.clone(), valid.recipients[index].clone(), data);
+    let recipient = valid.recipients[index].clone()?;
+    let mut message = Message::new(valid.sender.clone(), recipient, data);
     message.set_meta("http_auth", json!(http_auth));
     message.set_meta("reception_protocol", json!("HTTP"));
     message.set_meta("received_from", json!(conn.peer.ip().to_string()));
+    let metadata = &valid.request.recipients[index].metadata;
+    if !metadata.is_empty() {
+        message.set_meta("extra", serde_json::Value::Object(metadata.clone()));
+    }
+    trace::add_received(&valid.request.trace_headers, &mut message, conn.peer.ip());
     let shared = LuaMessage::new(message);
     policy
         .call(

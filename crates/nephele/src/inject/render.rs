@@ -3,17 +3,24 @@
 //! mail-builder.
 
 use super::limits::{LimitExceeded, RequestBudget};
-use super::request::{Builder, Content, InjectV1Request, RequestError, ValidRequest};
+use super::mime::{body_tree, to_header_value, Bodies};
+use super::request::{
+    Builder, Content, InjectV1Request, RequestError, TemplateDialect, ValidRequest,
+};
 use mail_builder::headers::address::Address;
+use mail_builder::headers::raw::Raw;
 use mail_builder::headers::text::Text;
 use mail_builder::MessageBuilder;
 use minijinja::Environment;
 use serde_json::{Map, Value};
+use std::collections::HashMap;
+use std::io::Write;
 
 const CONTENT: &str = "content";
 const SUBJECT: &str = "subject";
 const TEXT_BODY: &str = "text_body";
 const HTML_BODY: &str = "html_body";
+const AMP_HTML_BODY: &str = "amp_html_body";
 
 /// Bound on the work of one template rendering (MiniJinja instructions):
 /// generous for any real message, but a template that loops without end
@@ -24,6 +31,8 @@ pub const TEMPLATE_FUEL: u64 = 5_000_000;
 /// any message is generated.
 pub struct Templates {
     env: Environment<'static>,
+    /// With `template_dialect = "Static"`: each text as is, by template name.
+    statics: Option<HashMap<String, String>>,
 }
 
 fn header_template(name: &str) -> String {
@@ -41,9 +50,15 @@ impl Templates {
         // A message's final line break is part of the message.
         env.set_keep_trailing_newline(true);
         env.set_fuel(Some(TEMPLATE_FUEL));
-        let mut add = |name: String, source: &str, field: String| {
-            env.add_template_owned(name, source.to_owned())
-                .map_err(|err| RequestError::field(field, format!("template error: {err}")))
+        let mut statics = (request.template_dialect == TemplateDialect::Static).then(HashMap::new);
+        let mut add = |name: String, source: &str, field: String| match &mut statics {
+            Some(statics) => {
+                statics.insert(name, source.to_owned());
+                Ok(())
+            }
+            None => env
+                .add_template_owned(name, source.to_owned())
+                .map_err(|err| RequestError::field(field, format!("template error: {err}"))),
         };
         match &request.content {
             Content::Rfc5322(text) => add(CONTENT.into(), text, CONTENT.into())?,
@@ -52,6 +67,7 @@ impl Templates {
                     (SUBJECT, &builder.subject),
                     (TEXT_BODY, &builder.text_body),
                     (HTML_BODY, &builder.html_body),
+                    (AMP_HTML_BODY, &builder.amp_html_body),
                 ] {
                     if let Some(source) = source {
                         add(name.into(), source, format!("content.{name}"))?;
@@ -66,7 +82,7 @@ impl Templates {
                 }
             }
         }
-        Ok(Templates { env })
+        Ok(Templates { env, statics })
     }
 
     /// Render template `name` into the request's budget, at most
@@ -78,11 +94,19 @@ impl Templates {
         budget: &mut RequestBudget,
         what: &str,
     ) -> Result<String, RenderError> {
+        let cap = budget.limits().max_rendered_size;
+        if let Some(statics) = &self.statics {
+            // Static text is counted like rendered text.
+            let source = statics.get(name).map_or("", String::as_str);
+            let mut writer = budget.writer(cap, "max_rendered_size");
+            let _ = writer.write_all(source.as_bytes());
+            let bytes = writer.finish(what).map_err(RenderError::Limit)?;
+            return Ok(String::from_utf8(bytes).unwrap_or_default());
+        }
         let template = self
             .env
             .get_template(name)
             .map_err(|err| RenderError::Recipient(format!("template {name}: {err}")))?;
-        let cap = budget.limits().max_rendered_size;
         let mut writer = budget.writer(cap, "max_rendered_size");
         let result = template.render_captured_to(context, &mut writer);
         let bytes = writer.finish(what).map_err(RenderError::Limit)?;
@@ -95,18 +119,21 @@ impl Templates {
             .map_err(|_| RenderError::Recipient(format!("template {name}: not UTF-8")))
     }
 
-    /// The variables for recipient `index`: global substitutions, overlaid
-    /// by the recipient's, plus `name` and `email`.
-    fn context(valid: &ValidRequest, index: usize) -> Map<String, Value> {
+    /// The variables for recipient `index` (whose address parsed): the
+    /// global substitutions, then `email`, `name` and `to_header`, then the
+    /// recipient's substitutions (which may override any of them, as
+    /// upstream).
+    fn context(valid: &ValidRequest, index: usize, to_header: &str) -> Map<String, Value> {
         let recipient = &valid.request.recipients[index];
         let mut context = valid.request.substitutions.clone();
-        context.extend(recipient.substitutions.clone());
         context.insert("email".into(), Value::String(recipient.email.clone()));
         // No name: `name` stays undefined (renders empty) unless the
         // substitutions define it.
         if let Some(name) = &recipient.name {
             context.insert("name".into(), Value::String(name.clone()));
         }
+        context.insert("to_header".into(), Value::String(to_header.to_owned()));
+        context.extend(recipient.substitutions.clone());
         context
     }
 
@@ -120,13 +147,20 @@ impl Templates {
         budget: &mut RequestBudget,
     ) -> Result<Vec<u8>, RenderError> {
         budget.check_time().map_err(RenderError::Limit)?;
-        let context = Self::context(valid, index);
+        let address = match &valid.recipients[index] {
+            Ok(address) => address.email(),
+            Err(text) => return Err(RenderError::Recipient(text.clone())),
+        };
+        let to_header = to_header_value(valid.request.recipients[index].name.as_deref(), &address);
+        let context = Self::context(valid, index, &to_header);
         let what = format!("recipients[{index}]");
         let data = match &valid.request.content {
             Content::Rfc5322(_) => self
                 .render(CONTENT, &context, budget, &format!("{what}: content"))?
                 .into_bytes(),
-            Content::Builder(builder) => self.build(valid, builder, index, &context, budget)?,
+            Content::Builder(builder) => {
+                self.build(valid, builder, index, (&context, &to_header), budget)?
+            }
         };
         let normalized = message::normalize_crlf(&data);
         let max = budget.limits().max_message_size;
@@ -167,29 +201,58 @@ impl Templates {
         Ok(value)
     }
 
+    /// A body template's output, if the builder has that body.
+    fn body(
+        &self,
+        name: &str,
+        present: bool,
+        context: &Map<String, Value>,
+        budget: &mut RequestBudget,
+        index: usize,
+    ) -> Result<Option<String>, RenderError> {
+        if !present {
+            return Ok(None);
+        }
+        let what = format!("recipients[{index}]: content.{name}");
+        self.render(name, context, budget, &what).map(Some)
+    }
+
     fn build(
         &self,
         valid: &ValidRequest,
         builder: &Builder,
         index: usize,
-        context: &Map<String, Value>,
+        (context, to_header): (&Map<String, Value>, &str),
         budget: &mut RequestBudget,
     ) -> Result<Vec<u8>, RenderError> {
-        let recipient = &valid.request.recipients[index];
-        let what = |part: &str| format!("recipients[{index}]: content.{part}");
         let subject = match builder.subject {
             Some(_) => {
                 Some(self.header_value(SUBJECT, "content.subject", context, budget, index)?)
             }
             None => None,
         };
-        let text = match builder.text_body {
-            Some(_) => Some(self.render(TEXT_BODY, context, budget, &what(TEXT_BODY))?),
-            None => None,
-        };
-        let html = match builder.html_body {
-            Some(_) => Some(self.render(HTML_BODY, context, budget, &what(HTML_BODY))?),
-            None => None,
+        let bodies = Bodies {
+            text: self.body(
+                TEXT_BODY,
+                builder.text_body.is_some(),
+                context,
+                budget,
+                index,
+            )?,
+            amp_html: self.body(
+                AMP_HTML_BODY,
+                builder.amp_html_body.is_some(),
+                context,
+                budget,
+                index,
+            )?,
+            html: self.body(
+                HTML_BODY,
+                builder.html_body.is_some(),
+                context,
+                budget,
+                index,
+            )?,
         };
         let mut headers = Vec::with_capacity(builder.headers.len());
         for name in builder.headers.keys() {
@@ -199,8 +262,7 @@ impl Templates {
             headers.push((name.clone(), value));
         }
         let rendered = subject.as_ref().map_or(0, String::len)
-            + text.as_ref().map_or(0, String::len)
-            + html.as_ref().map_or(0, String::len)
+            + bodies.len()
             + headers.iter().map(|(_, v)| v.len()).sum::<usize>();
 
         // Only parsed addresses go into headers (validation already parsed
@@ -214,10 +276,16 @@ impl Templates {
             Some(from) => Address::new_address(from.name.clone(), parsed(&from.email)?),
             None => Address::new_address(None::<String>, valid.sender.email()),
         };
-        let mut mail = MessageBuilder::new().from(from).to(Address::new_address(
-            recipient.name.clone(),
-            valid.recipients[index].email(),
-        ));
+        let mut mail = MessageBuilder::new().from(from);
+        // A `To` among the headers replaces the generated one (upstream
+        // since 2026.03).
+        if !builder
+            .headers
+            .keys()
+            .any(|name| name.eq_ignore_ascii_case("to"))
+        {
+            mail = mail.header("To", Raw::new(to_header.to_owned()));
+        }
         if let Some(reply_to) = &builder.reply_to {
             mail = mail.reply_to(Address::new_address(
                 reply_to.name.clone(),
@@ -230,23 +298,7 @@ impl Templates {
         for (name, value) in headers {
             mail = mail.header(name, Text::new(value));
         }
-        let has_body = text.is_some() || html.is_some();
-        if let Some(text) = text {
-            mail = mail.text_body(text);
-        }
-        if let Some(html) = html {
-            mail = mail.html_body(html);
-        }
-        if !has_body && builder.attachments.is_empty() {
-            mail = mail.text_body(String::new());
-        }
-        for (attachment, bytes) in builder.attachments.iter().zip(&valid.attachments) {
-            let file_name = attachment
-                .file_name
-                .clone()
-                .unwrap_or_else(|| "attachment".to_owned());
-            mail = mail.attachment(attachment.content_type.clone(), file_name, bytes.clone());
-        }
+        mail = mail.body(body_tree(bodies, &builder.attachments, &valid.attachments));
         // The parts are in the builder now; the message replaces them in
         // the request's budget.
         budget.refund(rendered);
@@ -436,7 +488,7 @@ mod tests {
     #[test]
     fn only_parsed_addresses_and_clean_values_reach_headers() {
         let valid = valid(
-            r#"{"envelope_sender":"s@example.com","recipients":[{"email":" a@example.com\r\n\r\n"}],
+            r#"{"envelope_sender":"s@example.com","recipients":[{"email":" a@example.com "}],
                 "content":{"subject":"hi","from":{"email":"f@example.com\r\n"}}}"#,
         );
         let templates = Templates::compile(&valid.request).unwrap();
@@ -456,5 +508,55 @@ mod tests {
             .unwrap_err();
         assert!(matches!(err, RenderError::Field(_)), "{err}");
         assert!(err.to_string().starts_with("content.subject: "), "{err}");
+    }
+
+    fn render_one(body: &str) -> String {
+        let valid = valid(body);
+        let templates = Templates::compile(&valid.request).unwrap();
+        String::from_utf8(templates.render_message(&valid, 0, &mut budget()).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn static_dialect_and_to_header() {
+        let text = render_one(
+            r#"{"envelope_sender":"s@example.com","recipients":[{"email":"a@example.com","name":"Ann"}],
+                "template_dialect":"Static","content":"Subject: {{ name }}\n\n{% raw %}"}"#,
+        );
+        assert_eq!(text, "Subject: {{ name }}\r\n\r\n{% raw %}");
+        let text = render_one(
+            r#"{"envelope_sender":"s@example.com","recipients":[{"email":"a@example.com","name":"Ann B"}],
+                "content":"To: {{ to_header }}\n\nx"}"#,
+        );
+        assert_eq!(text, "To: \"Ann B\" <a@example.com>\r\n\r\nx");
+        // The recipient's substitutions override the predefined variables.
+        let text = render_one(
+            r#"{"envelope_sender":"s@example.com","recipients":[{"email":"a@example.com","substitutions":{"to_header":"X <x@example.com>"}}],
+                "content":{"headers":{"To":"{{ to_header }}"},"text_body":"t"}}"#,
+        );
+        let (head, _) = text.split_once("\r\n\r\n").unwrap();
+        assert_eq!(head.matches("To: ").count(), 1, "{head}");
+        assert!(head.contains("To: X <x@example.com>"), "{head}");
+    }
+
+    #[test]
+    fn amp_and_inline_parts_nest_as_upstream() {
+        let text = render_one(
+            r#"{"envelope_sender":"s@example.com","recipients":[{"email":"a@example.com"}],
+                "content":{"text_body":"t","html_body":"<img src=cid:px>","amp_html_body":"<html amp4email>a</html>",
+                  "attachments":[{"data":"R0lGODlhAQABAIAAAAAAAP///yH5BAEAAAAALAAAAAABAAEAAAIBRAA7","base64":true,
+                                  "content_type":"image/gif","content_id":"px","file_name":"pixel.gif"},
+                                 {"data":"doc","content_type":"text/plain","file_name":"d.txt"}]}}"#,
+        );
+        let at = |needle: &str| {
+            text.find(needle)
+                .unwrap_or_else(|| panic!("{needle} in {text}"))
+        };
+        assert!(at("multipart/mixed") < at("multipart/related"));
+        assert!(at("multipart/related") < at("multipart/alternative"));
+        assert!(at("text/plain") < at("text/x-amp-html"));
+        assert!(at("text/x-amp-html") < at("text/html"));
+        assert!(at("Content-ID: <px>") > at("text/html"));
+        assert!(at("Content-Disposition: inline") < at("d.txt"));
+        assert!(text.contains("To: <a@example.com>"), "{text}");
     }
 }

@@ -53,6 +53,78 @@ pub struct InjectV1Request {
     pub substitutions: Map<String, Value>,
     /// A full RFC 5322 message (a template), or a builder description.
     pub content: Content,
+    /// Upstream queues the request and generates its messages later.
+    /// nephele has no generator queue: the messages are generated and
+    /// spooled before the answer, as without the flag (see docs/inject-api.md).
+    #[serde(default)]
+    pub deferred_generation: bool,
+    /// Upstream may skip the spool until a first transient failure.
+    /// nephele always spools before answering (the flag is accepted; no
+    /// message is ever acknowledged without being durable).
+    #[serde(default)]
+    pub deferred_spool: bool,
+    /// `Jinja` (the default) or `Static` (no template expansion); another
+    /// dialect is refused with `422`.
+    #[serde(default)]
+    pub template_dialect: TemplateDialect,
+    /// Which trace headers to add (default: only the supplemental
+    /// `X-KumoRef` header).
+    #[serde(default)]
+    pub trace_headers: TraceHeaders,
+}
+
+/// `template_dialect`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, ToSchema)]
+pub enum TemplateDialect {
+    /// MiniJinja templates.
+    #[default]
+    Jinja,
+    /// Every text is used as is.
+    Static,
+}
+
+// By hand, so a dialect nephele does not implement (upstream also has
+// `Handlebars`) gets an error saying so rather than "unknown variant".
+impl<'de> Deserialize<'de> for TemplateDialect {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let name = String::deserialize(deserializer)?;
+        match name.as_str() {
+            "Jinja" => Ok(TemplateDialect::Jinja),
+            "Static" => Ok(TemplateDialect::Static),
+            other => Err(serde::de::Error::custom(format!(
+                "the template dialect {other:?} is not implemented by nephele (use \"Jinja\" or \"Static\")"
+            ))),
+        }
+    }
+}
+
+/// `trace_headers`: the `Received:` header (added before
+/// `http_message_generated`) and the supplemental header (added after it,
+/// base64 of a JSON object with the recipient and the chosen meta values).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct TraceHeaders {
+    /// Add a `Received:` header (default false: it would reveal the
+    /// injecting client's address).
+    pub received_header: bool,
+    /// Add the supplemental trace header (default true).
+    pub supplemental_header: bool,
+    /// Its name (default `X-KumoRef`).
+    pub header_name: String,
+    /// Meta keys whose values the supplemental header also carries
+    /// (base64, not encrypted: they are public).
+    pub include_meta_names: Vec<String>,
+}
+
+impl Default for TraceHeaders {
+    fn default() -> Self {
+        TraceHeaders {
+            received_header: false,
+            supplemental_header: true,
+            header_name: "X-KumoRef".to_owned(),
+            include_meta_names: Vec::new(),
+        }
+    }
 }
 
 /// One recipient.
@@ -64,10 +136,16 @@ pub struct Recipient {
     /// The display name; also the template variable `name`.
     #[serde(default)]
     pub name: Option<String>,
-    /// Template variables for this recipient, overlaying the global ones.
+    /// Template variables for this recipient, overlaying the global ones
+    /// and the predefined `email`, `name` and `to_header`.
     #[serde(default)]
     #[schema(value_type = Object)]
     pub substitutions: Map<String, Value>,
+    /// Stored, when not empty, as the message's meta value `extra`
+    /// (`msg:get_meta('extra')`).
+    #[serde(default)]
+    #[schema(value_type = Object)]
+    pub metadata: Map<String, Value>,
 }
 
 /// `content`: a string, or a builder object.
@@ -75,8 +153,9 @@ pub struct Recipient {
 pub enum Content {
     /// A complete message (headers and body), rendered as a template.
     Rfc5322(String),
-    /// Parts to assemble into a MIME message.
-    Builder(Builder),
+    /// Parts to assemble into a MIME message (boxed: far larger than a
+    /// string).
+    Builder(Box<Builder>),
 }
 
 // By hand rather than `untagged`, so an error inside the builder names its
@@ -97,7 +176,7 @@ impl<'de> Deserialize<'de> for Content {
             }
             fn visit_map<M: serde::de::MapAccess<'de>>(self, map: M) -> Result<Content, M::Error> {
                 Builder::deserialize(serde::de::value::MapAccessDeserializer::new(map))
-                    .map(Content::Builder)
+                    .map(|builder| Content::Builder(Box::new(builder)))
             }
         }
         deserializer.deserialize_any(ContentVisitor)
@@ -118,13 +197,18 @@ pub struct Builder {
     /// The `text/html` part.
     #[serde(default)]
     pub html_body: Option<String>,
+    /// The `text/x-amp-html` part (placed between the text and the HTML
+    /// parts of the `multipart/alternative`).
+    #[serde(default)]
+    pub amp_html_body: Option<String>,
     /// `From:`; the envelope sender when absent.
     #[serde(default)]
     pub from: Option<NamedAddress>,
     /// `Reply-To:`.
     #[serde(default)]
     pub reply_to: Option<NamedAddress>,
-    /// More headers, `name: value`.
+    /// More headers, `name: value`. With a `To` header here no `To:` is
+    /// generated from the recipient.
     #[serde(default)]
     pub headers: BTreeMap<String, String>,
     /// Attachments.
@@ -154,6 +238,10 @@ pub struct Attachment {
     /// The file name offered to the reader.
     #[serde(default)]
     pub file_name: Option<String>,
+    /// A `Content-ID`: the part is inline, in a `multipart/related` with
+    /// the text parts (refer to it as `cid:ID` in the HTML).
+    #[serde(default)]
+    pub content_id: Option<String>,
     /// Whether `data` is base64.
     #[serde(default)]
     pub base64: bool,
@@ -178,8 +266,9 @@ pub struct ValidRequest {
     pub request: InjectV1Request,
     /// The parsed envelope sender.
     pub sender: EnvelopeAddress,
-    /// The parsed recipients, in order.
-    pub recipients: Vec<EnvelopeAddress>,
+    /// The parsed recipients, in order; a recipient whose address or name
+    /// is unusable fails alone, with this text.
+    pub recipients: Vec<Result<EnvelopeAddress, String>>,
     /// Decoded attachments, in order.
     pub attachments: Vec<Vec<u8>>,
 }
@@ -223,15 +312,16 @@ fn validate(request: InjectV1Request) -> Result<ValidRequest, RequestError> {
     let recipients = request
         .recipients
         .iter()
-        .enumerate()
-        .map(|(i, r)| {
-            if let Some(name) = &r.name {
-                no_control(&format!("recipients[{i}].name"), name)?;
+        .map(|r| {
+            if r.email.chars().any(char::is_control) {
+                return Err("the address contains control characters".to_owned());
             }
-            EnvelopeAddress::parse(&r.email)
-                .map_err(|err| RequestError::field(format!("recipients[{i}].email"), err))
+            if let Some(name) = &r.name {
+                no_control("name", name).map_err(|err| err.to_string())?;
+            }
+            EnvelopeAddress::parse(&r.email).map_err(|err| err.to_string())
         })
-        .collect::<Result<Vec<_>, _>>()?;
+        .collect();
     let mut attachments = Vec::new();
     if let Content::Builder(builder) = &request.content {
         for (field, address) in [("from", &builder.from), ("reply_to", &builder.reply_to)] {
@@ -246,6 +336,15 @@ fn validate(request: InjectV1Request) -> Result<ValidRequest, RequestError> {
         for (i, attachment) in builder.attachments.iter().enumerate() {
             let field = format!("content.attachments[{i}]");
             no_control(&format!("{field}.content_type"), &attachment.content_type)?;
+            if let Some(content_id) = &attachment.content_id {
+                no_control(&format!("{field}.content_id"), content_id)?;
+                if content_id.is_empty() || content_id.contains(['<', '>', ' ']) {
+                    return Err(RequestError::field(
+                        format!("{field}.content_id"),
+                        "expected an id without <, > or spaces",
+                    ));
+                }
+            }
             if !attachment.content_type.contains('/') {
                 return Err(RequestError::field(
                     format!("{field}.content_type"),
@@ -304,13 +403,22 @@ mod tests {
         let empty =
             err(r#"{"envelope_sender":"s@example.com","recipients":[],"content":"x"}"#).to_string();
         assert!(empty.contains("recipients: must not be empty"), "{empty}");
-        let bad = err(
-            r#"{"envelope_sender":"s@example.com","recipients":[{"email":"ok@x.com"},{"email":"nope"}],"content":"x"}"#,
+        // A bad recipient fails alone; the request stands.
+        let mixed = parse(
+            br#"{"envelope_sender":"s@example.com","recipients":[{"email":"ok@x.com"},{"email":"nope"}],"content":"x"}"#,
+        )
+        .unwrap();
+        assert!(mixed.recipients[0].is_ok());
+        let bad = mixed.recipients[1].clone().unwrap_err();
+        assert!(bad.contains("nope"), "{bad}");
+        let dialect = err(
+            r#"{"envelope_sender":"s@example.com","recipients":[{"email":"a@x.com"}],"content":"x","template_dialect":"Handlebars"}"#,
         )
         .to_string();
         assert!(
-            bad.contains("recipients[1].email") && bad.contains("nope"),
-            "{bad}"
+            dialect.contains("template_dialect")
+                && dialect.contains("\"Handlebars\" is not implemented"),
+            "{dialect}"
         );
         let builder = err(
             r#"{"envelope_sender":"s@example.com","recipients":[{"email":"a@x.com"}],"content":{"subjet":"x"}}"#,
@@ -330,14 +438,14 @@ mod tests {
             err(r#"{"envelope_sender":"","recipients":[{"email":"a@x.com"}],"content":"x"}"#)
                 .to_string();
         assert!(sender.contains("envelope_sender"), "{sender}");
-        let injected = err(
-            r#"{"envelope_sender":"s@example.com","recipients":[{"email":"a@x.com","name":"A\r\nBcc: e@x.com"}],"content":"x"}"#,
+        let injected = parse(
+            br#"{"envelope_sender":"s@example.com","recipients":[{"email":"a@x.com","name":"A\r\nBcc: e@x.com"},{"email":"b@x.com\r\n"}],"content":"x"}"#,
         )
-        .to_string();
-        assert!(
-            injected.contains("recipients[0].name: contains control"),
-            "{injected}"
-        );
+        .unwrap();
+        for recipient in &injected.recipients {
+            let text = recipient.clone().unwrap_err();
+            assert!(text.contains("control characters"), "{text}");
+        }
         let content_type = err(
             r#"{"envelope_sender":"s@example.com","recipients":[{"email":"a@x.com"}],
                "content":{"attachments":[{"data":"x","content_type":"text\nX: y"}]}}"#,

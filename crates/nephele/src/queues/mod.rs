@@ -186,9 +186,15 @@ impl QueueManager {
         let manager = self.clone();
         let scanning = tokio::task::spawn_blocking(move || {
             let mut count = 0;
-            spool.scan_meta(&mut |id, meta| match manager.requeue(id, meta) {
-                Ok(()) => count += 1,
-                Err(err) => tracing::error!("spool: {err}; left in place"),
+            spool.scan_meta(&mut |id, meta| {
+                // Idempotency records share the spool (see inject::idempotency).
+                if id.starts_with(crate::inject::idempotency::RECORD_PREFIX) {
+                    return;
+                }
+                match manager.requeue(id, meta) {
+                    Ok(()) => count += 1,
+                    Err(err) => tracing::error!("spool: {err}; left in place"),
+                }
             })?;
             Ok::<_, spool::SpoolError>(count)
         });

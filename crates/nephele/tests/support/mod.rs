@@ -370,3 +370,18 @@ pub fn inject(daemon: &Daemon, body: &serde_json::Value, args: &[&str]) -> HttpR
     all.extend_from_slice(args);
     curl(&daemon.url("/api/inject/v1"), &all)
 }
+
+/// The `X-KumoRef` line nephele prepends by default (upstream's
+/// supplemental trace header): base64 of `{"_@_":"\\_/","recipient":RCPT}`,
+/// folded every 78 characters of value.
+pub fn kumo_ref_header(recipient: &str) -> String {
+    use base64::Engine;
+    let payload = serde_json::json!({"_@_": "\\_/", "recipient": recipient});
+    let encoded = base64::engine::general_purpose::STANDARD.encode(payload.to_string());
+    let chunks: Vec<&str> = encoded
+        .as_bytes()
+        .chunks(78)
+        .map(|chunk| std::str::from_utf8(chunk).expect("base64 is ASCII"))
+        .collect();
+    format!("X-KumoRef: {}\r\n", chunks.join("\r\n\t"))
+}
