@@ -243,7 +243,10 @@ impl Nephele {
             .collect();
         shutdown.cancelled().await;
         daemon::drain(accept_loops, &connections, SHUTDOWN_GRACE, "requests").await;
-        if let Some(Storage { committer, queues }) = self.storage {
+        if let Some(Storage {
+            committer, queues, ..
+        }) = self.storage
+        {
             queues.shutdown(SHUTDOWN_GRACE).await;
             log_commit_stats(committer.stats());
             daemon::close_blocking("the spool", SPOOL_IO_TIMEOUT, move || committer.close()).await;

@@ -176,11 +176,12 @@ impl IdentityControl {
             Some(fleet) => fleet.connect_allowed(identity, rate).await,
             None => None,
         };
-        let allowed =
-            fleet.unwrap_or_else(|| local
+        let allowed = fleet.unwrap_or_else(|| {
+            local
                 .window
                 .take(rate.count, rate.period, self.anchor.elapsed(), 1)
-                .is_ok());
+                .is_ok()
+        });
         if allowed {
             return Ok(());
         }

@@ -39,8 +39,8 @@ pub struct MessageRate {
 impl MessageRate {
     /// Parse `"N/period"` ([`policy::parse_rate`]).
     pub fn parse(text: &str) -> Result<Self, String> {
-        let (count, period) = policy::parse_rate(text)
-            .map_err(|why| format!("max_message_rate {text:?}: {why}"))?;
+        let (count, period) =
+            policy::parse_rate(text).map_err(|why| format!("max_message_rate {text:?}: {why}"))?;
         Ok(MessageRate { count, period })
     }
 }
@@ -193,7 +193,12 @@ impl InjectionIdentityControl {
             windows.entry(identity.to_owned()).or_default().clone()
         };
         window
-            .take(rate.count, rate.period, self.anchor.elapsed(), messages as u64)
+            .take(
+                rate.count,
+                rate.period,
+                self.anchor.elapsed(),
+                messages as u64,
+            )
             .map_err(|retry_after| IdentityRefusal::Rate {
                 identity: identity.to_owned(),
                 count: rate.count,
