@@ -265,33 +265,7 @@ impl Templates {
             + bodies.len()
             + headers.iter().map(|(_, v)| v.len()).sum::<usize>();
 
-        // Only parsed addresses go into headers (validation already parsed
-        // them; the raw text may carry whitespace or line breaks).
-        let parsed = |text: &str| {
-            message::EnvelopeAddress::parse(text)
-                .map(|address| address.email())
-                .map_err(|err| RenderError::Recipient(err.to_string()))
-        };
-        let from = match &builder.from {
-            Some(from) => Address::new_address(from.name.clone(), parsed(&from.email)?),
-            None => Address::new_address(None::<String>, valid.sender.email()),
-        };
-        let mut mail = MessageBuilder::new().from(from);
-        // A `To` among the headers replaces the generated one (upstream
-        // since 2026.03).
-        if !builder
-            .headers
-            .keys()
-            .any(|name| name.eq_ignore_ascii_case("to"))
-        {
-            mail = mail.header("To", Raw::new(to_header.to_owned()));
-        }
-        if let Some(reply_to) = &builder.reply_to {
-            mail = mail.reply_to(Address::new_address(
-                reply_to.name.clone(),
-                parsed(&reply_to.email)?,
-            ));
-        }
+        let mut mail = address_headers(valid, builder, to_header)?;
         if let Some(subject) = subject {
             mail = mail.subject(subject);
         }
@@ -299,23 +273,71 @@ impl Templates {
             mail = mail.header(name, Text::new(value));
         }
         mail = mail.body(body_tree(bodies, &builder.attachments, &valid.attachments));
-        // The parts are in the builder now; the message replaces them in
-        // the request's budget.
-        budget.refund(rendered);
-        let max = budget.limits().max_message_size;
-        let mut writer = budget.writer(max, "max_message_size");
-        let result = mail.write_to(&mut writer);
-        let bytes = writer
-            .finish(&format!("recipients[{index}]: the message"))
-            .map_err(RenderError::Limit)?;
-        match result {
-            Ok(()) => Ok(bytes),
-            Err(err) => {
-                budget.refund(bytes.len());
-                Err(RenderError::Recipient(format!(
-                    "building the MIME message: {err}"
-                )))
-            }
+        write_message(mail, budget, index, rendered)
+    }
+}
+
+/// The address headers: From (the builder's, else the envelope sender),
+/// the generated To unless the request's headers carry one, Reply-To.
+fn address_headers<'x>(
+    valid: &ValidRequest,
+    builder: &Builder,
+    to_header: &str,
+) -> Result<MessageBuilder<'x>, RenderError> {
+    // Only parsed addresses go into headers (validation already parsed
+    // them; the raw text may carry whitespace or line breaks).
+    let parsed = |text: &str| {
+        message::EnvelopeAddress::parse(text)
+            .map(|address| address.email())
+            .map_err(|err| RenderError::Recipient(err.to_string()))
+    };
+    let from = match &builder.from {
+        Some(from) => Address::new_address(from.name.clone(), parsed(&from.email)?),
+        None => Address::new_address(None::<String>, valid.sender.email()),
+    };
+    let mut mail = MessageBuilder::new().from(from);
+    // A `To` among the headers replaces the generated one (upstream
+    // since 2026.03).
+    if !builder
+        .headers
+        .keys()
+        .any(|name| name.eq_ignore_ascii_case("to"))
+    {
+        mail = mail.header("To", Raw::new(to_header.to_owned()));
+    }
+    if let Some(reply_to) = &builder.reply_to {
+        mail = mail.reply_to(Address::new_address(
+            reply_to.name.clone(),
+            parsed(&reply_to.email)?,
+        ));
+    }
+    Ok(mail)
+}
+
+/// Serialize `mail` into the request's budget, capped at
+/// `max_message_size`; its `rendered` parts leave the budget for it.
+fn write_message(
+    mail: MessageBuilder<'_>,
+    budget: &mut RequestBudget,
+    index: usize,
+    rendered: usize,
+) -> Result<Vec<u8>, RenderError> {
+    // The parts are in the builder now; the message replaces them in
+    // the request's budget.
+    budget.refund(rendered);
+    let max = budget.limits().max_message_size;
+    let mut writer = budget.writer(max, "max_message_size");
+    let result = mail.write_to(&mut writer);
+    let bytes = writer
+        .finish(&format!("recipients[{index}]: the message"))
+        .map_err(RenderError::Limit)?;
+    match result {
+        Ok(()) => Ok(bytes),
+        Err(err) => {
+            budget.refund(bytes.len());
+            Err(RenderError::Recipient(format!(
+                "building the MIME message: {err}"
+            )))
         }
     }
 }
