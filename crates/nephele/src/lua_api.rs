@@ -166,7 +166,8 @@ fn configure_local_logs(lua: &Lua, requests: Arc<InitRequests>) -> mlua::Result<
 }
 
 /// `kumo.configure_injection { max_rendered_size, max_message_size,
-/// max_recipients, max_request_bytes, render_timeout, render_threads }`;
+/// max_recipients, max_request_bytes, render_timeout, render_threads,
+/// max_render_memory }`;
 /// the last call wins.
 fn configure_injection(lua: &Lua, requests: Arc<InitRequests>) -> mlua::Result<mlua::Function> {
     lua.create_function(move |lua, value: Value| {
@@ -229,7 +230,7 @@ mod tests {
               kumo.define_spool { name = 'meta', path = '/tmp/m' }
               kumo.configure_local_logs { log_dir = '/tmp/logs', max_segment_duration = '5s' }
               kumo.start_http_listener { listen = '127.0.0.1:0' }
-              kumo.configure_injection { max_recipients = 10, render_timeout = '5s' }
+              kumo.configure_injection { max_recipients = 10, render_timeout = '5s', max_render_memory = 268435456 }
               local c = kumo.make_queue_config { protocol = { maildir_path = '/tmp/md' } }
               assert(c ~= nil)
             end)"#,
@@ -243,6 +244,7 @@ mod tests {
         let injection = requested.injection.unwrap();
         assert_eq!(injection.max_recipients, 10);
         assert_eq!(injection.render_timeout, Duration::from_secs(5));
+        assert_eq!(injection.max_render_memory, 256 * 1024 * 1024);
     }
 
     #[test]

@@ -8,6 +8,7 @@ use anyhow::Context;
 use clap::Parser;
 use daemon::DiagFormat;
 use nephele::http_api;
+use nephele::inject::render_worker;
 use nephele::server::{Nephele, NepheleConfig, SHUTDOWN_GRACE};
 use std::path::PathBuf;
 use tracing::info;
@@ -53,6 +54,12 @@ struct Cli {
 }
 
 fn main() -> std::process::ExitCode {
+    if std::env::args_os()
+        .nth(1)
+        .is_some_and(|arg| arg == render_worker::SUBCOMMAND)
+    {
+        return render_worker::worker_main();
+    }
     let mut cli = Cli::parse();
     if let Some(tool) = cli.tool.take() {
         return daemon::run_tool(tool);
@@ -94,7 +101,8 @@ async fn run(cli: Cli, set_log_filter: daemon::FilterSetter) -> anyhow::Result<(
     let signals = daemon::ShutdownSignals::install().context("installing signal handlers")?;
     daemon::raise_fd_limit();
     let path = cli.policy.context("--policy FILE.lua is required")?;
-    let config = NepheleConfig::from_policy(&path, Some(set_log_filter))?;
+    let mut config = NepheleConfig::from_policy(&path, Some(set_log_filter))?;
+    config.render_worker = Some(render_worker::SELF_EXE.into());
     if cli.validate {
         println!("{}", config.check()?);
         return Ok(());

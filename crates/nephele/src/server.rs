@@ -20,7 +20,7 @@ use policy::{AaaContext, PolicyPool};
 use prometheus_client::registry::Registry;
 use spool::{GroupCommitter, RedbSpool, Spool};
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
@@ -43,6 +43,10 @@ pub struct NepheleConfig {
     pub requested: InitRequested,
     /// Backs the HTTP listeners' `set_diagnostic_log_filter`.
     pub set_log_filter: Option<LogFilterSetter>,
+    /// The program to run as render workers (the `nephele` binary, which
+    /// sets it), so that `max_render_memory` holds; `None` renders on
+    /// threads in this process (see [`RenderPool`]).
+    pub render_worker: Option<PathBuf>,
 }
 
 impl NepheleConfig {
@@ -74,6 +78,7 @@ impl NepheleConfig {
             policy,
             requested,
             set_log_filter,
+            render_worker: None,
         })
     }
 
@@ -199,7 +204,11 @@ impl Nephele {
             spool: committer,
             queues: storage.as_ref().map(|s| s.queues.clone()),
             logs: logs.clone(),
-            render: RenderPool::new(config.requested.injection.clone().unwrap_or_default()),
+            render: RenderPool::start(
+                config.requested.injection.clone().unwrap_or_default(),
+                config.render_worker.clone(),
+            )
+            .await?,
             metrics,
             identity_limits: InjectionIdentityControl::for_policy(&config.policy),
             idempotency: match &storage {

@@ -23,8 +23,12 @@ end)
 "#;
 
 fn workspace() -> Workspace {
+    workspace_with(LIMITED)
+}
+
+fn workspace_with(init: &str) -> Workspace {
     Workspace::new(&format!(
-        "local kumo = require 'kumo'\n{LIMITED}{POLICY_MAILDIR_QUEUE}"
+        "local kumo = require 'kumo'\n{init}{POLICY_MAILDIR_QUEUE}"
     ))
 }
 
@@ -281,5 +285,153 @@ fn liveness_stays_fast_while_renders_burn_their_fuel() {
         &["--max-time", "10"],
     );
     assert_eq!(reply.status, 200, "{}", reply.body);
+    daemon.stop();
+}
+
+/// `VmHWM` (peak resident memory) of process `pid`, in KiB.
+fn peak_rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("read status");
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmHWM:"))
+        .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmHWM in /proc/PID/status")
+}
+
+/// The daemon's render workers: its child processes.
+fn render_workers(daemon: &Daemon) -> Vec<u32> {
+    let parent = daemon.pid().to_string();
+    let mut workers = Vec::new();
+    for entry in std::fs::read_dir("/proc").expect("read /proc").flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        // `pid (comm) state ppid ...`: comm may hold spaces, not `)`.
+        let ppid = stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().nth(1));
+        if ppid == Some(parent.as_str()) {
+            workers.push(pid);
+        }
+    }
+    workers
+}
+
+/// CPU time (user + system, in clock ticks) process `pid` has used.
+fn cpu_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map_or(vec![], |(_, rest)| rest.split_whitespace().collect());
+    // After `)`: state is field 0, utime 11, stime 12.
+    fields
+        .get(11..13)
+        .map_or(0, |t| t.iter().map(|v| v.parse::<u64>().unwrap_or(0)).sum())
+}
+
+/// Templates whose values grow without touching the output: MiniJinja
+/// checks no size there and fuel counts instructions, not bytes.
+const MEMORY_BOMBS: [(&str, &str); 4] = [
+    (
+        "~ doubling",
+        "{% set ns = namespace(s='x' * 1000000) %}{% for i in range(40) %}{% set ns.s = ns.s ~ ns.s %}{% endfor %}{{ ns.s|length }}",
+    ),
+    (
+        "+ doubling",
+        "{% set ns = namespace(s='x' * 1000000) %}{% for i in range(40) %}{% set ns.s = ns.s + ns.s %}{% endfor %}{{ ns.s|length }}",
+    ),
+    (
+        "replace squaring",
+        "{% set ns = namespace(s='x' * 2000) %}{% for i in range(4) %}{% set ns.s = ns.s|replace('x', ns.s) %}{% endfor %}{{ ns.s|length }}",
+    ),
+    (
+        "recursive macro doubling",
+        "{% macro d(s, n) %}{% if n == 0 %}{{ s|length }}{% else %}{{ d(s ~ s, n - 1) }}{% endif %}{% endmacro %}{{ d('x' * 1000000, 40) }}",
+    ),
+];
+
+#[test]
+fn values_past_max_render_memory_kill_only_their_worker() {
+    // 256 MiB per worker; time for a debug build to fill it.
+    let ws = workspace_with(
+        &LIMITED
+            .replace(
+                "render_threads = 1",
+                "render_threads = 1, max_render_memory = 268435456",
+            )
+            .replace("'3 seconds'", "'30 seconds'"),
+    );
+    // The daemon gets 1.5 GiB of address space; each bomb wants far more.
+    let mut daemon = start_bounded(&ws);
+    for (name, template) in MEMORY_BOMBS {
+        let reply = inject(
+            &daemon,
+            &message_to(one("a@example.com"), json!(template)),
+            &[],
+        );
+        assert_eq!(reply.status, 413, "{name}: {}", reply.body);
+        assert!(
+            reply.body.contains("max_render_memory (268435456 bytes)"),
+            "{name}: {}",
+            reply.body
+        );
+        let live = curl(&daemon.url("/api/check-liveness/v1"), &[]);
+        assert_eq!(live.status, 200, "{name}: {}", live.body);
+    }
+    assert!(daemon.is_running(), "{}", daemon.output());
+    // The workers grew, not the daemon.
+    let peak = peak_rss_kib(daemon.pid());
+    assert!(peak < 200 * 1024, "daemon peak RSS {peak} KiB");
+    only_good_messages_are_delivered(&ws, &daemon);
+    daemon.stop();
+}
+
+#[test]
+fn a_worker_killed_mid_render_refuses_only_its_request() {
+    let ws = workspace();
+    let daemon = ws.start();
+    let workers = render_workers(&daemon);
+    assert_eq!(workers.len(), 1, "render_threads = 1: {workers:?}");
+    let worker = workers[0];
+    // Long enough a render to be caught in the middle (fuel per recipient).
+    let burn = "{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}";
+    let recipients: Vec<Value> = (0..200)
+        .map(|i| json!({ "email": format!("r{i}@example.com") }))
+        .collect();
+    let body = message_to(recipients, json!(burn)).to_string();
+    let url = daemon.url("/api/inject/v1");
+    let before = cpu_ticks(worker);
+    let heavy = std::thread::spawn(move || {
+        curl(
+            &url,
+            &[
+                "-H",
+                "Content-Type: application/json",
+                "--data-binary",
+                &body,
+            ],
+        )
+    });
+    // Rendering: the worker burns CPU.
+    wait_for("the worker to render", WAIT_TIMEOUT, || {
+        (cpu_ticks(worker) >= before + 5).then_some(())
+    });
+    let killed = Command::new("kill")
+        .args(["-9", &worker.to_string()])
+        .status()
+        .expect("run kill");
+    assert!(killed.success());
+    let reply = heavy.join().unwrap();
+    assert_eq!(reply.status, 413, "{}", reply.body);
+    assert!(reply.body.contains("max_render_memory"), "{}", reply.body);
+    only_good_messages_are_delivered(&ws, &daemon);
+    let now = render_workers(&daemon);
+    assert!(
+        now.len() == 1 && now[0] != worker,
+        "a new worker replaces {worker}: {now:?}"
+    );
     daemon.stop();
 }

@@ -4,14 +4,14 @@
 //! never renders first and measures after).
 
 use policy::deserialize_duration;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize, Serializer};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// `kumo.configure_injection { ... }`. Unknown keys are an error naming the
 /// key; every size is in bytes.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct InjectionLimits {
     /// Largest output of one template rendering (the whole `content`, a
@@ -32,20 +32,37 @@ pub struct InjectionLimits {
     /// `request_timeout` bounds the whole request as well).
     #[serde(
         default = "default_render_timeout",
-        deserialize_with = "deserialize_duration"
+        deserialize_with = "deserialize_duration",
+        serialize_with = "serialize_seconds"
     )]
     pub render_timeout: Duration,
-    /// Requests rendered at once, each on its own thread outside the async
-    /// runtime; more wait for a free one.
+    /// Requests rendered at once, each outside the async runtime (in its
+    /// own render worker process, or on its own thread in process); more
+    /// wait for a free one.
     #[serde(default = "default_render_threads")]
     pub render_threads: usize,
     /// How long the answer to a request with an `Idempotency-Key` is
     /// replayed to repeats of that key (at least a second).
     #[serde(
         default = "default_idempotency_retention",
-        deserialize_with = "deserialize_duration"
+        deserialize_with = "deserialize_duration",
+        serialize_with = "serialize_seconds"
     )]
     pub idempotency_retention: Duration,
+    /// Address space of one render worker process (`RLIMIT_AS`): a request
+    /// whose templates grow values past it (string concatenation, list
+    /// repetition, ...) kills only its worker and is refused with `413`
+    /// naming this key. Not enforced when rendering in process.
+    #[serde(default = "default_max_render_memory")]
+    pub max_render_memory: usize,
+}
+
+/// The smallest `max_render_memory`: a worker needs some address space
+/// before it renders anything.
+pub const MIN_RENDER_MEMORY: usize = 64 * 1024 * 1024;
+
+fn serialize_seconds<S: Serializer>(duration: &Duration, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.serialize_f64(duration.as_secs_f64())
 }
 
 impl Default for InjectionLimits {
@@ -58,6 +75,7 @@ impl Default for InjectionLimits {
             render_timeout: default_render_timeout(),
             render_threads: default_render_threads(),
             idempotency_retention: default_idempotency_retention(),
+            max_render_memory: default_max_render_memory(),
         }
     }
 }
@@ -75,6 +93,9 @@ impl InjectionLimits {
             if value == 0 {
                 anyhow::bail!("{key} must be at least 1");
             }
+        }
+        if self.max_render_memory < MIN_RENDER_MEMORY {
+            anyhow::bail!("max_render_memory must be at least {MIN_RENDER_MEMORY} bytes");
         }
         if self.render_timeout.is_zero() {
             anyhow::bail!("render_timeout must be greater than zero");
@@ -114,6 +135,10 @@ fn default_render_threads() -> usize {
     std::thread::available_parallelism().map_or(1, |n| (n.get() / 2).max(1))
 }
 
+fn default_max_render_memory() -> usize {
+    512 * 1024 * 1024
+}
+
 /// Why a request is refused whole with `413` (or, for the deadline, `408`).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum LimitExceeded {
@@ -143,6 +168,10 @@ pub enum LimitExceeded {
     /// `request_timeout` passed or the client went away).
     #[error("rendering did not finish within render_timeout ({0:?})")]
     Deadline(Duration),
+    /// The render worker died while rendering the request: its values grew
+    /// past `max_render_memory` (or something killed it).
+    #[error("rendering exceeded max_render_memory ({0} bytes): the render worker died")]
+    Memory(usize),
 }
 
 /// What one request may still generate, shared by every writer of the
@@ -158,10 +187,16 @@ impl RequestBudget {
     /// A fresh budget starting now; `cancelled` is set when the request is
     /// abandoned.
     pub fn new(limits: &InjectionLimits, cancelled: Arc<AtomicBool>) -> Self {
+        Self::until(limits, Instant::now() + limits.render_timeout, cancelled)
+    }
+
+    /// A fresh budget whose time ends at `deadline` (a render worker gets
+    /// what is left of the request's `render_timeout`).
+    pub fn until(limits: &InjectionLimits, deadline: Instant, cancelled: Arc<AtomicBool>) -> Self {
         RequestBudget {
             limits: limits.clone(),
             remaining: limits.max_request_bytes,
-            deadline: Instant::now() + limits.render_timeout,
+            deadline,
             cancelled,
         }
     }
@@ -348,5 +383,21 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("render_threads"));
+        let tiny = InjectionLimits {
+            max_render_memory: 1024,
+            ..InjectionLimits::default()
+        };
+        assert!(tiny
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("max_render_memory"));
+        // The limits travel to render workers as JSON.
+        let json = serde_json::to_string(&limits).unwrap();
+        assert_eq!(
+            serde_json::from_str::<InjectionLimits>(&json).unwrap(),
+            limits
+        );
+        assert_eq!(limits.max_render_memory, 512 * 1024 * 1024);
     }
 }

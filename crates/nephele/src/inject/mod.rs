@@ -10,6 +10,7 @@ pub mod mime;
 pub mod refusal;
 pub mod render;
 pub mod render_pool;
+pub mod render_worker;
 pub mod request;
 pub mod trace;
 
@@ -30,8 +31,7 @@ use limits::LimitExceeded;
 use message::{LuaMessage, Message};
 use policy::{PolicyPool, SerdeArg};
 use refusal::Refusal;
-use render::{RenderError, Templates};
-use render_pool::{PoolError, RenderPool};
+use render_pool::{PoolError, RenderPool, Rendered};
 use request::ValidRequest;
 use serde::Serialize;
 use serde_json::json;
@@ -210,8 +210,8 @@ async fn inject(
     conn: &ConnectionInfo,
     claim: Option<Claim>,
 ) -> Result<String, Refusal> {
+    // The body is kept for a render worker, which parses it again.
     let valid = request::parse(&body)?;
-    drop(body);
     checks::refuse_control_characters(&valid.request)?;
     let limits = service
         .identity_limits
@@ -229,7 +229,7 @@ async fn inject(
                 .take_messages(identity, rate, messages)?;
         }
     }
-    let (valid, rendered) = render_all(&service.render, valid).await?;
+    let (valid, rendered) = render_all(&service.render, body, valid).await?;
     let mut outcome = InjectV1Response::default();
     let max_message_size = service.render.limits().max_message_size;
     let generated = generate_all(
@@ -275,31 +275,18 @@ async fn inject(
     Ok(answer)
 }
 
-/// Each recipient's message, or why that recipient alone failed.
-type Rendered = Vec<Result<Vec<u8>, String>>;
-
-/// On a render thread: compile the request's templates and render every
-/// recipient's message (a recipient that cannot be rendered fails alone).
+/// Outside the async runtime (in a render worker, or on a render thread):
+/// compile the request's templates and render every recipient's message
+/// (a recipient that cannot be rendered fails alone).
 async fn render_all(
     pool: &RenderPool,
+    body: Bytes,
     valid: ValidRequest,
 ) -> Result<(ValidRequest, Rendered), Refusal> {
-    let job = pool.run(move |budget| -> Result<(ValidRequest, Rendered), Refusal> {
-        let templates = Templates::compile(&valid.request)?;
-        let mut rendered = Vec::with_capacity(valid.recipients.len());
-        for index in 0..valid.recipients.len() {
-            match templates.render_message(&valid, index, budget) {
-                Ok(data) => rendered.push(Ok(data)),
-                Err(RenderError::Recipient(text)) => rendered.push(Err(text)),
-                Err(RenderError::Limit(err)) => return Err(Refusal::Limit(err)),
-                Err(RenderError::Field(err)) => return Err(Refusal::Request(err)),
-            }
-        }
-        Ok((valid, rendered))
-    });
-    match job.await {
-        Ok(result) => result,
+    match pool.render(body, valid).await {
+        Ok(rendered) => Ok(rendered),
         Err(PoolError::Limit(err)) => Err(Refusal::Limit(err)),
+        Err(PoolError::Request(err)) => Err(Refusal::Request(err)),
         Err(PoolError::Failed(text)) => {
             error!("rendering failed: {text}");
             Err(Refusal::Internal)
