@@ -320,6 +320,14 @@ fn render_workers(daemon: &Daemon) -> Vec<u32> {
     workers
 }
 
+fn kill_9(pid: u32) {
+    let killed = Command::new("kill")
+        .args(["-9", &pid.to_string()])
+        .status()
+        .expect("run kill");
+    assert!(killed.success(), "kill -9 {pid}");
+}
+
 /// CPU time (user + system, in clock ticks) process `pid` has used.
 fn cpu_ticks(pid: u32) -> u64 {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
@@ -419,11 +427,7 @@ fn a_worker_killed_mid_render_refuses_only_its_request() {
     wait_for("the worker to render", WAIT_TIMEOUT, || {
         (cpu_ticks(worker) >= before + 5).then_some(())
     });
-    let killed = Command::new("kill")
-        .args(["-9", &worker.to_string()])
-        .status()
-        .expect("run kill");
-    assert!(killed.success());
+    kill_9(worker);
     let reply = heavy.join().unwrap();
     assert_eq!(reply.status, 413, "{}", reply.body);
     assert!(reply.body.contains("max_render_memory"), "{}", reply.body);
@@ -433,5 +437,23 @@ fn a_worker_killed_mid_render_refuses_only_its_request() {
         now.len() == 1 && now[0] != worker,
         "a new worker replaces {worker}: {now:?}"
     );
+    // A worker that dies while idle costs no request either.
+    kill_9(now[0]);
+    wait_for("the idle worker to die", WAIT_TIMEOUT, || {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", now[0])).ok()?;
+        stat.rsplit_once(')')
+            .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z'))
+            .then_some(())
+    });
+    let reply = inject(
+        &daemon,
+        &message_to(
+            one("next@example.com"),
+            json!("Subject: ok\r\n\r\nfine\r\n"),
+        ),
+        &[],
+    );
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    ws.wait_for_records("Delivery", 2);
     daemon.stop();
 }

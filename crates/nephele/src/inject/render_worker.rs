@@ -288,13 +288,7 @@ impl WorkerPool {
         deadline: Instant,
         limits: &InjectionLimits,
     ) -> Result<Rendered, PoolError> {
-        let idle = self.idle.lock().pop();
-        let mut worker = match idle {
-            Some(worker) => worker,
-            None => Worker::spawn(&self.program, &self.limits_json)
-                .await
-                .map_err(|err| PoolError::Failed(format!("{err:#}")))?,
-        };
+        let mut worker = self.checkout().await?;
         let remaining = deadline.saturating_duration_since(Instant::now());
         // No frame is larger than all the request may generate.
         let max_frame = limits.max_request_bytes.saturating_add(1024 * 1024);
@@ -318,6 +312,25 @@ impl WorkerPool {
             Err(_) => {
                 warn!(pid = ?worker.child.id(), "render worker killed: past render_timeout");
                 Err(LimitExceeded::Deadline(limits.render_timeout).into())
+            }
+        }
+    }
+
+    /// An idle worker that still runs (one that died while idle, e.g. by
+    /// a signal, must not cost a request), else a new one.
+    async fn checkout(&self) -> Result<Worker, PoolError> {
+        loop {
+            let idle = self.idle.lock().pop();
+            match idle {
+                Some(mut worker) => match worker.child.try_wait() {
+                    Ok(None) => return Ok(worker),
+                    status => warn!(?status, "an idle render worker had exited; replacing it"),
+                },
+                None => {
+                    return Worker::spawn(&self.program, &self.limits_json)
+                        .await
+                        .map_err(|err| PoolError::Failed(format!("{err:#}")));
+                }
             }
         }
     }
