@@ -298,7 +298,7 @@ fn peak_rss_kib(pid: u32) -> u64 {
         .expect("VmHWM in /proc/PID/status")
 }
 
-/// The daemon's render workers: its child processes.
+/// The daemon's render workers: its child processes that have not exited.
 fn render_workers(daemon: &Daemon) -> Vec<u32> {
     let parent = daemon.pid().to_string();
     let mut workers = Vec::new();
@@ -310,10 +310,10 @@ fn render_workers(daemon: &Daemon) -> Vec<u32> {
             continue;
         };
         // `pid (comm) state ppid ...`: comm may hold spaces, not `)`.
-        let ppid = stat
+        let fields: Vec<&str> = stat
             .rsplit_once(')')
-            .and_then(|(_, rest)| rest.split_whitespace().nth(1));
-        if ppid == Some(parent.as_str()) {
+            .map_or(vec![], |(_, rest)| rest.split_whitespace().collect());
+        if fields.get(1) == Some(&parent.as_str()) && fields.first() != Some(&"Z") {
             workers.push(pid);
         }
     }
@@ -455,5 +455,30 @@ fn a_worker_killed_mid_render_refuses_only_its_request() {
     );
     assert_eq!(reply.status, 200, "{}", reply.body);
     ws.wait_for_records("Delivery", 2);
+    daemon.stop();
+}
+
+#[test]
+fn a_worker_past_render_timeout_is_killed_and_replaced() {
+    let ws = workspace_with(&LIMITED.replace("'30 seconds'", "'1 second'"));
+    let daemon = ws.start();
+    let worker = render_workers(&daemon)[0];
+    // Seconds of work with little fuel and no output: the worker cannot
+    // notice its deadline itself, so the daemon kills it.
+    let busy = "{% for i in range(1000) %}{% set n = ('x' * 50000000)|length %}{% endfor %}";
+    let started = Instant::now();
+    let reply = inject(&daemon, &message_to(one("a@example.com"), json!(busy)), &[]);
+    assert_eq!(reply.status, 408, "{}", reply.body);
+    assert!(
+        reply.body.contains("within render_timeout (1s)"),
+        "{}",
+        reply.body
+    );
+    let elapsed = started.elapsed();
+    // Before the listener's request_timeout (3 s).
+    assert!(elapsed < Duration::from_millis(2500), "{elapsed:?}");
+    only_good_messages_are_delivered(&ws, &daemon);
+    let now = render_workers(&daemon);
+    assert!(!now.contains(&worker), "{worker} was killed: {now:?}");
     daemon.stop();
 }
