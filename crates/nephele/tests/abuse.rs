@@ -482,3 +482,35 @@ fn a_worker_past_render_timeout_is_killed_and_replaced() {
     assert!(!now.contains(&worker), "{worker} was killed: {now:?}");
     daemon.stop();
 }
+
+#[test]
+fn workers_hold_none_of_the_daemons_files() {
+    // Lua's io.open does not open close-on-exec: the file stays open in
+    // the daemon when it starts its workers.
+    let ws = workspace_with(&LIMITED.replace(
+        "kumo.on('init', function()",
+        "kumo.on('init', function()\n  KEPT = assert(io.open('@DIR@/policy.lua'))",
+    ));
+    let daemon = ws.start();
+    let open_files = |pid: u32| -> Vec<String> {
+        std::fs::read_dir(format!("/proc/{pid}/fd"))
+            .expect("read fds")
+            .flatten()
+            .filter_map(|fd| std::fs::read_link(fd.path()).ok())
+            .map(|target| target.display().to_string())
+            .collect()
+    };
+    let policy = ws.dir().join("policy.lua").display().to_string();
+    assert!(
+        open_files(daemon.pid()).contains(&policy),
+        "the daemon holds the policy file"
+    );
+    let worker = render_workers(&daemon)[0];
+    let held = open_files(worker);
+    assert!(
+        held.iter()
+            .all(|t| t.starts_with("pipe:") || t.starts_with("/dev/")),
+        "worker {worker} holds {held:?}"
+    );
+    daemon.stop();
+}

@@ -364,6 +364,7 @@ pub fn worker_main() -> ExitCode {
 
 fn serve(limits: &InjectionLimits) -> anyhow::Result<()> {
     limit_memory(limits.max_render_memory)?;
+    close_inherited_files();
     // Own descriptors for the pipes: stdout's line buffering would split
     // frames at every line of a message.
     let mut input = BufReader::new(std::fs::File::from(
@@ -422,6 +423,20 @@ fn write_frame(output: &mut impl Write, tag: u8, payload: &[u8]) -> std::io::Res
     output.write_all(&[tag])?;
     output.write_all(&length.to_le_bytes())?;
     output.write_all(payload)
+}
+
+/// Close every descriptor but stdin, stdout and stderr: Rust opens its
+/// files close-on-exec, but the policy's Lua (`io.open`) does not, and a
+/// worker has no use for the daemon's files.
+fn close_inherited_files() {
+    // SAFETY: nothing in this process uses a descriptor above 2 yet.
+    let closed = unsafe { libc::close_range(3, libc::c_uint::MAX, 0) };
+    if closed != 0 {
+        eprintln!(
+            "nephele {SUBCOMMAND}: close_range: {}",
+            std::io::Error::last_os_error()
+        );
+    }
 }
 
 /// Cap this process's address space at `bytes` (an allocation past it
