@@ -149,7 +149,8 @@ impl ProxyListener {
             // The session module's target: the span only labels session
             // lines, so a filter that shows none of them (the listener's
             // own lines aside) does not pay for one per client.
-            let span = tracing::info_span!(target: "proxy_server::session", "session", peer = %peer);
+            let span =
+                tracing::info_span!(target: "proxy_server::session", "session", peer = %peer);
             sessions.spawn(
                 async move {
                     ctx.metrics.active_connections.inc();

@@ -5,8 +5,8 @@ use socket2::{SockRef, TcpKeepalive};
 use socks5::{ReplyCode, TargetAddr};
 use std::io;
 use std::net::SocketAddr;
-use std::time::Duration;
 use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd};
+use std::time::Duration;
 use tokio::io::Interest;
 use tokio::net::{TcpSocket, TcpStream};
 
@@ -269,7 +269,9 @@ mod tests {
             retries: 2,
         };
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let stream = TcpStream::connect(listener.local_addr().unwrap()).await.unwrap();
+        let stream = TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
         let sock = SockRef::from(&stream);
         let later = keepalive_later(&stream, &keepalive);
         tokio::pin!(later);

@@ -133,7 +133,9 @@ impl Tunnel {
         let session = self.registered.session.clone();
         let keepalive = async {
             match dest {
-                Some(dest) => crate::outbound::keepalive_later(dest, &ctx.params.tcp_keepalive).await,
+                Some(dest) => {
+                    crate::outbound::keepalive_later(dest, &ctx.params.tcp_keepalive).await
+                }
                 None => std::future::pending().await,
             }
         };
