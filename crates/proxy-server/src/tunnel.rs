@@ -117,11 +117,12 @@ impl Tunnel {
     }
 
     /// Relay until the future `relay` makes ends or an admin disconnects
-    /// the tunnel, then account for it. `dest`, when given, gets its keepalive settings once the
-    /// tunnel lasts ([`crate::outbound::keepalive_later`]). The relay is
-    /// made here, in place, rather than passed in as a future: a future
-    /// passed by value is held once by the caller and once more by this
-    /// one, and a held tunnel's task is counted in KiB.
+    /// the tunnel, then account for it. `dest`, when given, gets its
+    /// keepalive settings once the tunnel lasts
+    /// ([`crate::outbound::keepalive_later`]). The relay is made here, in
+    /// place, rather than passed in as a future: a future passed by value
+    /// is held once by the caller and once more by this one, and a held
+    /// tunnel's task is counted in KiB.
     pub async fn run<F>(
         self,
         ctx: &ListenerContext,
