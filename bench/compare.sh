@@ -9,7 +9,9 @@
 #   ROUNDS=3 CONN_SECS=5 CONN_WARMUP=1 CONCURRENCY=64 BULK_SECS=5 STREAMS=4
 #   PIN=1 PROXY_CPUS=1 LOAD_CPUS=0 (PIN=0: no CPU pinning)
 #   HOLD_COUNT=2000 BENCH_THREADS= (tokio workers of the load tool; default: cores)
-#   CONFIGS="direct dante microsocks microsocks-auth ours ours-auth ours-auth-argon2 ours-nosplice ours-auth-nosplice ours-auth-sqlite"
+#   CONFIGS="direct haproxy dante microsocks microsocks-auth ours ours-auth ours-auth-argon2 ours-nosplice ours-auth-nosplice ours-auth-sqlite"
+#                  (haproxy: HAProxy in TCP mode, one thread, a plain
+#                   forwarder with no SOCKS: the bare-forwarder limit)
 #                  (ours-auth-argon2: logins checked against a credential
 #                   file of argon2id hashes, kumo.aaa.load_credentials)
 #                  (ours-auth-sqlite: logins checked against a SQLite file
@@ -27,6 +29,9 @@
 #                   info lines, like the peers, which log nothing per session;
 #                   the listener line must stay, it carries the port)
 #   OUT_DIR=       (keep results here instead of a temp dir)
+#   PROXY_BIN=     (measure this proxy-server binary instead of building one,
+#                   e.g. a copy of an earlier build for a before/after)
+#   BENCH_BIN=     (the same for the load tool)
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -39,7 +44,7 @@ STREAMS="${STREAMS:-4}"
 HOLD_COUNT="${HOLD_COUNT:-2000}"
 DANTE_AUTH="${DANTE_AUTH:-0}"
 PROXY_LOG="${PROXY_LOG:-warn,proxy_server::listener=info}"
-DEFAULT_CONFIGS="direct dante microsocks microsocks-auth ours ours-auth ours-auth-argon2 ours-auth-limits ours-nosplice ours-auth-nosplice ours-auth-sqlite"
+DEFAULT_CONFIGS="direct haproxy dante microsocks microsocks-auth ours ours-auth ours-auth-argon2 ours-auth-limits ours-nosplice ours-auth-nosplice ours-auth-sqlite"
 CONFIGS="${CONFIGS:-$DEFAULT_CONFIGS}"
 if [[ "$DANTE_AUTH" == 1 && " $CONFIGS " != *" dante-auth "* ]]; then
     CONFIGS="$CONFIGS dante-auth"
@@ -61,8 +66,10 @@ STARTED_PIDS=()     # every process this script started, stopped on exit
 CREATED_USER=""     # the throwaway system user, removed on exit
 SERVER_PID=""       # the proxy under test right now
 PROXY_ADDR=""
+CONN_TARGET=""      # where conn and hold connect (a forwarder's own port)
+BULK_TARGET=""      # where bulk connects
 
-log() { printf '[compare] %s\n' "$*" >&2; }
+log() { printf '[%s] %s\n' "$(basename "$0" .sh)" "$*" >&2; }
 # shellcheck source=bench/lib.sh
 source "$ROOT/bench/lib.sh"
 
@@ -121,6 +128,7 @@ ensure_packages() {
     local missing=() wanted=() pkg
     [[ " $CONFIGS " == *" dante"* ]] && wanted+=(dante-server)
     [[ " $CONFIGS " == *" microsocks"* ]] && wanted+=(microsocks)
+    [[ " $CONFIGS " == *" haproxy "* ]] && wanted+=(haproxy)
     [[ " $CONFIGS " == *sqlite* ]] && wanted+=(sqlite3)
     [[ " $CONFIGS " == *fleet* ]] && wanted+=(redis-server)
     for pkg in "${wanted[@]}"; do
@@ -138,13 +146,13 @@ ensure_packages() {
 OURS_OK=1
 build() {
     log "building (release)"
-    (cd "$ROOT" && cargo build --release -q -p bench)
-    if ! (cd "$ROOT" && cargo build --release -q -p proxy-server); then
+    [[ -n "${BENCH_BIN:-}" ]] || (cd "$ROOT" && cargo build --release -q -p bench)
+    BENCH="${BENCH_BIN:-$ROOT/target/release/bench}"
+    PROXY="${PROXY_BIN:-$ROOT/target/release/proxy-server}"
+    if [[ -z "${PROXY_BIN:-}" ]] && ! (cd "$ROOT" && cargo build --release -q -p proxy-server); then
         log "WARNING: proxy-server does not build; its rows are skipped"
         OURS_OK=0
     fi
-    BENCH="$ROOT/target/release/bench"
-    PROXY="$ROOT/target/release/proxy-server"
     if ((OURS_OK)); then
         # ours-auth-argon2's credential file: one argon2id hash with the
         # default parameters, made by the binary under test.
@@ -170,6 +178,28 @@ socks pass {
   from: 127.0.0.0/8 to: 127.0.0.0/8
   command: connect
 }
+EOF
+}
+
+# HAProxy in TCP mode, one thread: frontend port $2 forwards to the echo
+# server, port $3 to the discard server. No logging, like the other peers.
+write_haproxy_conf() {
+    local conf="$1" echo_port="$2" discard_port="$3"
+    cat >"$conf" <<EOF
+global
+  nbthread 1
+  maxconn 8000
+defaults
+  mode tcp
+  timeout connect 5s
+  timeout client 60s
+  timeout server 60s
+listen echo
+  bind 127.0.0.1:$echo_port
+  server echo $ECHO_ADDR
+listen discard
+  bind 127.0.0.1:$discard_port
+  server discard $DISCARD_ADDR
 EOF
 }
 
@@ -260,11 +290,29 @@ start_config() {
     local config="$1" port file addr
     SERVER_PID=""
     PROXY_ADDR=""
+    CONN_TARGET="$ECHO_ADDR"
+    BULK_TARGET="$DISCARD_ADDR"
     CREDS=()
     case "$config" in
     direct)
         PROXY_ADDR=direct
         return 0
+        ;;
+    haproxy)
+        # A plain TCP forwarder: the client connects to it directly, one
+        # frontend port per far end.
+        local discard_port
+        port="$(free_port)"
+        discard_port="$(free_port)"
+        file="$WORK/haproxy-$port.cfg"
+        write_haproxy_conf "$file" "$port" "$discard_port"
+        start_bg "$config" "${ON_PROXY_CPUS[@]}" haproxy -db -f "$file"
+        SERVER_PID="$BG_PID"
+        wait_port "$port" "$SERVER_PID" || return 1
+        wait_port "$discard_port" "$SERVER_PID" || return 1
+        PROXY_ADDR=direct
+        CONN_TARGET="127.0.0.1:$port"
+        BULK_TARGET="127.0.0.1:$discard_port"
         ;;
     dante | dante-auth)
         port="$(free_port)"
@@ -346,12 +394,12 @@ measure() {
     fi
     local cpu=()
     [[ -n "$SERVER_PID" ]] && cpu=(--pid "$SERVER_PID")
-    "${ON_LOAD_CPUS[@]}" "$BENCH" conn "${common[@]}" --target "$ECHO_ADDR" --concurrency "$CONCURRENCY" \
+    "${ON_LOAD_CPUS[@]}" "$BENCH" conn "${common[@]}" --target "$CONN_TARGET" --concurrency "$CONCURRENCY" \
         --duration "$CONN_SECS" --warmup "$CONN_WARMUP" "${cpu[@]}"
-    "${ON_LOAD_CPUS[@]}" "$BENCH" bulk "${common[@]}" --target "$DISCARD_ADDR" --streams "$STREAMS" \
+    "${ON_LOAD_CPUS[@]}" "$BENCH" bulk "${common[@]}" --target "$BULK_TARGET" --streams "$STREAMS" \
         --duration "$BULK_SECS" "${cpu[@]}"
     if [[ -n "$SERVER_PID" ]]; then
-        "${ON_LOAD_CPUS[@]}" "$BENCH" hold "${common[@]}" --target "$ECHO_ADDR" --count "$HOLD_COUNT" \
+        "${ON_LOAD_CPUS[@]}" "$BENCH" hold "${common[@]}" --target "$CONN_TARGET" --count "$HOLD_COUNT" \
             --pid "$SERVER_PID"
     fi
 }
@@ -399,6 +447,8 @@ main() {
     echo
     "$BENCH" table --input "$RESULTS" \
         --ratio ours-auth/microsocks-auth \
+        --ratio ours-auth/haproxy \
+        --ratio ours/haproxy \
         --ratio ours-auth-argon2/ours-auth \
         --ratio ours-auth-sqlite/ours-auth \
         --ratio ours-auth-limits/ours-auth \
@@ -412,6 +462,7 @@ main() {
         --ratio ours-nosplice/dante \
         --ratio ours-nosplice/direct \
         --goal 'conn_per_sec:ours-auth/microsocks-auth>=1.5' \
+        --goal 'proxy_cpu_us_per_conn:ours-auth/haproxy<=1.3' \
         --goal 'conn_per_sec:ours-auth-argon2/ours-auth>=0.9' \
         --goal 'conn_per_sec:ours-auth/dante>=3' \
         --goal 'conn_per_sec:ours-auth-limits/ours-auth>=0.9' \
@@ -441,4 +492,7 @@ main() {
     echo "Raw runs: $RESULTS"
 }
 
-main "$@"
+# Sourced (bench/syscalls.sh reuses the configurations): define only.
+if [[ "${BASH_SOURCE[0]}" == "$0" ]]; then
+    main "$@"
+fi

@@ -41,7 +41,7 @@ pub struct ListenerContext {
     /// `None` in legacy mode.
     pub logins: Option<LoginPipeline>,
     /// The bound `ip:port`, as metrics and records name the listener.
-    pub listener: String,
+    pub listener: Arc<str>,
     /// Per-identity limits, counts, metrics and the live-session registry.
     pub control: Arc<IdentityControl>,
 }
@@ -102,7 +102,7 @@ impl ProxyListener {
             policy,
             metrics: shared.metrics.for_listener(&local_addr.to_string()),
             pipes: shared.pipes.clone(),
-            listener: local_addr.to_string(),
+            listener: local_addr.to_string().into(),
             control: shared.control.clone(),
         });
         Ok(ProxyListener {
@@ -146,7 +146,11 @@ impl ProxyListener {
             };
             let ctx = self.ctx.clone();
             let local = self.local_addr;
-            let span = tracing::info_span!("session", peer = %peer);
+            // The session module's target: the span only labels session
+            // lines, so a filter that shows none of them (the listener's
+            // own lines aside) does not pay for one per client.
+            let span =
+                tracing::info_span!(target: "proxy_server::session", "session", peer = %peer);
             sessions.spawn(
                 async move {
                     ctx.metrics.active_connections.inc();

@@ -5,7 +5,9 @@ use socket2::{SockRef, TcpKeepalive};
 use socks5::{ReplyCode, TargetAddr};
 use std::io;
 use std::net::SocketAddr;
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd};
+use std::time::Duration;
+use tokio::io::Interest;
 use tokio::net::{TcpSocket, TcpStream};
 
 /// Why an outbound connection could not be made, with the reply to send.
@@ -65,15 +67,36 @@ fn set_bind_address_no_port(socket: &TcpSocket) -> io::Result<()> {
     }
 }
 
-/// Apply the listener's keepalive settings and `TCP_NODELAY` to a socket.
-pub fn tune_stream(stream: &TcpStream, keepalive: &TcpKeepaliveParams) {
-    tune_socket(SockRef::from(stream), keepalive);
+/// How long a tunnel lives before its outbound socket gets the keepalive
+/// settings. Most tunnels are over sooner and never need them, so the four
+/// `setsockopt` calls are saved; a longer one gets them at this age, which
+/// moves its first probe (minutes away by default) by at most this much.
+pub const KEEPALIVE_AFTER: Duration = Duration::from_secs(1);
+
+/// Apply the listener's keepalive settings to an outbound socket once its
+/// tunnel is [`KEEPALIVE_AFTER`] old; never completes (select it beside
+/// the relay).
+pub async fn keepalive_later(stream: &TcpStream, keepalive: &TcpKeepaliveParams) {
+    if keepalive.enabled {
+        tokio::time::sleep(KEEPALIVE_AFTER).await;
+        set_keepalive(stream, keepalive);
+    }
+    std::future::pending().await
 }
 
 /// Keepalive and `TCP_NODELAY` on any TCP socket. Both are best effort: a
 /// failure only costs latency or dead-peer detection.
 fn tune_socket(socket: SockRef<'_>, keepalive: &TcpKeepaliveParams) {
     let _ = socket.set_nodelay(true);
+    keepalive_on(socket, keepalive);
+}
+
+/// The listener's keepalive settings on `stream` now (best effort).
+pub fn set_keepalive(stream: &TcpStream, keepalive: &TcpKeepaliveParams) {
+    keepalive_on(SockRef::from(stream), keepalive);
+}
+
+fn keepalive_on(socket: SockRef<'_>, keepalive: &TcpKeepaliveParams) {
     if keepalive.enabled {
         let params = TcpKeepalive::new()
             .with_time(keepalive.time)
@@ -98,6 +121,29 @@ pub fn tuned_listener(
     tune_socket(SockRef::from(&socket), keepalive);
     socket.bind(addr)?;
     socket.listen(LISTEN_BACKLOG)
+}
+
+/// `connect(2)` on a non-blocking socket and wait until it is done. Unlike
+/// `TcpSocket::connect`, no `getsockopt(SO_ERROR)` follows a success: the
+/// readiness that ends the wait already tells them apart (a failed connect
+/// reports an error and a hang-up, a successful one only writability), so
+/// the error is fetched only when there is one.
+async fn connect(socket: TcpSocket, addr: SocketAddr) -> io::Result<TcpStream> {
+    // SAFETY: the descriptor is moved out of `socket`, which gives it up.
+    let socket = unsafe { socket2::Socket::from_raw_fd(socket.into_raw_fd()) };
+    match socket.connect(&addr.into()) {
+        Ok(()) => {}
+        Err(err) if err.raw_os_error() == Some(libc::EINPROGRESS) => {}
+        Err(err) => return Err(err),
+    }
+    let stream = TcpStream::from_std(socket.into())?;
+    let ready = stream.ready(Interest::WRITABLE | Interest::ERROR).await?;
+    if ready.is_error() || ready.is_write_closed() {
+        return Err(stream
+            .take_error()?
+            .unwrap_or_else(|| io::ErrorKind::NotConnected.into()));
+    }
+    Ok(stream)
 }
 
 /// Resolve `target` into the canonical addresses a connection would use
@@ -137,13 +183,14 @@ pub async fn resolve(
     Ok(matching)
 }
 
-/// Connect to the first of `addrs` that answers, from `source` when given.
-/// The caller bounds the whole attempt.
+/// Connect to the first of `addrs` that answers, from `source` when given;
+/// the stream (with `TCP_NODELAY`; keepalive comes with
+/// [`keepalive_later`]) and the address it reached (known here, so no
+/// `getpeername` is needed). The caller bounds the whole attempt.
 pub async fn connect_any(
     addrs: &[SocketAddr],
     source: Option<SocketAddr>,
-    keepalive: &TcpKeepaliveParams,
-) -> Result<TcpStream, OutboundError> {
+) -> Result<(TcpStream, SocketAddr), OutboundError> {
     let mut last_error = None;
     for &addr in addrs {
         let socket = match source {
@@ -151,10 +198,11 @@ pub async fn connect_any(
                 .map_err(|err| OutboundError::io(format!("binding {source}"), &err))?,
             None => new_socket(addr).map_err(|err| OutboundError::io("creating socket", &err))?,
         };
-        match socket.connect(addr).await {
+        match connect(socket, addr).await {
             Ok(stream) => {
-                tune_stream(&stream, keepalive);
-                return Ok(stream);
+                // Best effort, like keepalive.
+                let _ = stream.set_nodelay(true);
+                return Ok((stream, addr));
             }
             Err(err) => last_error = Some(OutboundError::io(format!("connecting to {addr}"), &err)),
         }
@@ -168,7 +216,6 @@ pub async fn connect_any(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
 
     /// The per-client `setsockopt` calls are skipped on the promise that
     /// accepted sockets inherit the listener's options; hold Linux to it.
@@ -190,5 +237,51 @@ mod tests {
         assert_eq!(sock.keepalive_time().unwrap(), Duration::from_secs(123));
         assert_eq!(sock.keepalive_interval().unwrap(), Duration::from_secs(17));
         assert_eq!(sock.keepalive_retries().unwrap(), 4);
+    }
+
+    /// Success is told from failure by readiness alone: a listening port
+    /// connects (and reports the address reached), a closed one is refused
+    /// with the right reply.
+    #[tokio::test]
+    async fn connect_any_reports_the_address_or_the_refusal() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let open = listener.local_addr().unwrap();
+        let closed = {
+            let gone = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            gone.local_addr().unwrap()
+        };
+        let (stream, reached) = connect_any(&[closed, open], None).await.unwrap();
+        assert_eq!(reached, open);
+        assert_eq!(stream.peer_addr().unwrap(), open);
+        assert!(stream.nodelay().unwrap());
+        let refused = connect_any(&[closed], None).await.unwrap_err();
+        assert_eq!(refused.reply, ReplyCode::ConnectionRefused, "{refused}");
+    }
+
+    /// Outbound keepalive is applied once the tunnel is KEEPALIVE_AFTER
+    /// old, not before.
+    #[tokio::test(start_paused = true)]
+    async fn keepalive_comes_once_the_tunnel_lasts() {
+        let keepalive = TcpKeepaliveParams {
+            enabled: true,
+            time: Duration::from_secs(77),
+            interval: Duration::from_secs(11),
+            retries: 2,
+        };
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let stream = TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let sock = SockRef::from(&stream);
+        let later = keepalive_later(&stream, &keepalive);
+        tokio::pin!(later);
+        let early = tokio::time::timeout(KEEPALIVE_AFTER / 2, &mut later).await;
+        assert!(early.is_err() && !sock.keepalive().unwrap());
+        let after = tokio::time::timeout(KEEPALIVE_AFTER, &mut later).await;
+        assert!(after.is_err(), "keepalive_later never completes");
+        assert!(sock.keepalive().unwrap());
+        assert_eq!(sock.keepalive_time().unwrap(), Duration::from_secs(77));
+        assert_eq!(sock.keepalive_interval().unwrap(), Duration::from_secs(11));
+        assert_eq!(sock.keepalive_retries().unwrap(), 2);
     }
 }

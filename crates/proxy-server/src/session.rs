@@ -60,6 +60,12 @@ pub enum SessionError {
 
 /// The handshake's side of a client stream: the bytes received but not yet
 /// parsed, and a reusable output buffer.
+///
+/// Its reads and writes are bounded by the one deadline of the whole
+/// handshake, enforced once around it (see [`handshake`]) rather than by a
+/// timer per step: every timer registered costs the runtime a lock and,
+/// when it is the earliest, a wake-up of its I/O driver (an `eventfd`
+/// write). `step` names what a timeout interrupted.
 struct HandshakeIo<S> {
     stream: S,
     received: Vec<u8>,
@@ -68,44 +74,40 @@ struct HandshakeIo<S> {
     deadline: tokio::time::Instant,
     /// The client's address.
     peer: SocketAddr,
+    /// The step under way, for the timeout's error.
+    step: &'static str,
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> HandshakeIo<S> {
-    /// Read until `parse` sees a whole message, within the timeout.
+    /// Read until `parse` sees a whole message (the caller bounds it).
     async fn read_message<T>(
         &mut self,
         step: &'static str,
         parse: impl Fn(&[u8]) -> ParseResult<T>,
     ) -> Result<T, SessionError> {
-        let read = async {
-            loop {
-                if let Parsed::Complete { value, consumed } = parse(&self.received)? {
-                    self.received.drain(..consumed);
-                    return Ok(value);
-                }
-                if self.received.len() >= HANDSHAKE_BUFFER {
-                    // Unreachable for well-formed length prefixes; kept as a bound.
-                    return Err(SessionError::Protocol(Socks5Error::FieldTooLong {
-                        field: step,
-                        len: self.received.len(),
-                    }));
-                }
-                if self.stream.read_buf(&mut self.received).await? == 0 {
-                    return Err(SessionError::ClosedEarly(step));
-                }
+        self.step = step;
+        loop {
+            if let Parsed::Complete { value, consumed } = parse(&self.received)? {
+                self.received.drain(..consumed);
+                return Ok(value);
             }
-        };
-        tokio::time::timeout_at(self.deadline, read)
-            .await
-            .map_err(|_| SessionError::Timeout(step))?
+            if self.received.len() >= HANDSHAKE_BUFFER {
+                // Unreachable for well-formed length prefixes; kept as a bound.
+                return Err(SessionError::Protocol(Socks5Error::FieldTooLong {
+                    field: step,
+                    len: self.received.len(),
+                }));
+            }
+            if self.stream.read_buf(&mut self.received).await? == 0 {
+                return Err(SessionError::ClosedEarly(step));
+            }
+        }
     }
 
-    /// Write the output buffer, within the timeout.
+    /// Write the output buffer (the caller bounds it).
     async fn flush(&mut self, step: &'static str) -> Result<(), SessionError> {
-        let write = self.stream.write_all(&self.out);
-        tokio::time::timeout_at(self.deadline, write)
-            .await
-            .map_err(|_| SessionError::Timeout(step))??;
+        self.step = step;
+        self.stream.write_all(&self.out).await?;
         self.out.clear();
         Ok(())
     }
@@ -125,6 +127,8 @@ fn unspecified() -> SocketAddr {
 /// is accounted under.
 struct Connected {
     dest: TcpStream,
+    /// The address `dest` is connected to.
+    connected_to: SocketAddr,
     early_data: Vec<u8>,
     request: TunnelRequest,
 }
@@ -306,13 +310,14 @@ async fn connect<S: AsyncRead + AsyncWrite + Unpin>(
             })),
         };
     match connected {
-        Ok(dest) => {
+        Ok((dest, connected_to)) => {
             ctx.metrics.outbound_connections.inc();
             let bound = dest.local_addr()?;
             debug!(target = %target.requested, via = %bound, "CONNECT established");
             io.reply(ReplyCode::Succeeded, bound).await?;
             Ok(Connected {
                 dest,
+                connected_to,
                 early_data: std::mem::take(&mut io.received),
                 request,
             })
@@ -366,7 +371,7 @@ async fn reach(
     auth: &AuthInfo,
     local: SocketAddr,
     target: &Target,
-) -> Result<TcpStream, SessionError> {
+) -> Result<(TcpStream, SocketAddr), SessionError> {
     let candidates = outbound::resolve(&target.requested, target.source).await?;
     let mut allowed = Vec::with_capacity(candidates.len());
     let mut refusal = None;
@@ -386,7 +391,7 @@ async fn reach(
             resource: target.requested.to_string(),
         }));
     }
-    Ok(outbound::connect_any(&allowed, target.source, &ctx.params.tcp_keepalive).await?)
+    Ok(outbound::connect_any(&allowed, target.source).await?)
 }
 
 /// Whether the resolved `addr` may be connected to: not prohibited, and
@@ -455,20 +460,19 @@ async fn serve_plain(
     let Some((client, dest, tunnel)) = Box::pin(handshake(client, peer, local, ctx)).await else {
         return;
     };
-    let (dest, counters) = (&dest, tunnel.counters().clone());
+    let counters = tunnel.counters().clone();
+    let (client, dest, counters) = (&client, &dest, &counters);
     // Shaped tunnels copy: the bucket meters each chunk.
     let splice = ctx.params.use_splice && !tunnel.shaped();
-    let relay = async {
+    let idle = ctx.params.idle_timeout;
+    let relay = move || async move {
         if splice {
-            let pipes = &ctx.pipes;
-            let idle = ctx.params.idle_timeout;
-            relay::relay_splice(&client, dest, pipes, &ctx.buffers, &counters, idle).await
+            relay::relay_splice(client, dest, &ctx.pipes, &ctx.buffers, counters, idle).await
         } else {
-            let idle = ctx.params.idle_timeout;
-            relay::relay_tcp_copy(&client, dest, &ctx.buffers, &counters, idle).await
+            relay::relay_tcp_copy(client, dest, &ctx.buffers, counters, idle).await
         }
     };
-    tunnel.run(ctx, relay).await;
+    tunnel.run(ctx, Some(dest), relay).await;
 }
 
 async fn serve_tls(
@@ -498,9 +502,11 @@ async fn serve_tls(
     let Some((client, dest, tunnel)) = Box::pin(handshake(client, peer, local, ctx)).await else {
         return;
     };
-    let counters = tunnel.counters().clone();
-    let relay = relay::relay_copy(client, dest, &counters, ctx.params.idle_timeout);
-    tunnel.run(ctx, relay).await;
+    // The copy relay owns the stream: keepalive now, not later.
+    outbound::set_keepalive(&dest, &ctx.params.tcp_keepalive);
+    let (idle, counters) = (ctx.params.idle_timeout, tunnel.counters().clone());
+    let relay = || relay::relay_copy(client, dest, &counters, idle);
+    tunnel.run(ctx, None, relay).await;
 }
 
 /// Run the SOCKS handshake on `client`; on success forward the client's
@@ -520,13 +526,16 @@ async fn handshake<S: AsyncRead + AsyncWrite + Unpin>(
             now.checked_add(ctx.params.timeout).unwrap_or(now)
         },
         peer,
+        step: "greeting",
     };
     let deadline = io.deadline;
-    let negotiated = tokio::time::timeout_at(deadline, negotiate(&mut io, peer, local, ctx))
-        .await
-        .unwrap_or(Err(SessionError::Timeout("handshake")));
+    // The handshake's only timer (CONNECT's own bound aside): a timeout
+    // names the step it interrupted.
+    let bounded = tokio::time::timeout_at(deadline, negotiate(&mut io, peer, local, ctx)).await;
+    let negotiated = bounded.unwrap_or(Err(SessionError::Timeout(io.step)));
     let Connected {
         mut dest,
+        connected_to,
         early_data,
         request,
     } = match negotiated {
@@ -552,7 +561,44 @@ async fn handshake<S: AsyncRead + AsyncWrite + Unpin>(
             .bytes_client_to_dest
             .inc_by(early_data.len() as u64);
     }
-    let connected_to = dest.peer_addr().ok()?;
     let tunnel = Tunnel::open(ctx, peer, request, connected_to, early_data.len());
     Some((io.stream, dest, tunnel))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::relay::{BufferPool, PipePool, RelayCounters};
+    use std::future::Future;
+    use std::time::Duration;
+
+    /// The size of the future `f` returns, without making one.
+    fn future_size<A, B, C, D, Fut, F: Fn(A, B, C, D) -> Fut>(_: F) -> usize {
+        std::mem::size_of::<Fut>()
+    }
+
+    fn splice(
+        client: &'static TcpStream,
+        dest: &'static TcpStream,
+        pipes: &'static PipePool,
+        buffers: &'static BufferPool,
+    ) -> impl Future + 'static {
+        static COUNTERS: std::sync::OnceLock<RelayCounters> = std::sync::OnceLock::new();
+        let counters = COUNTERS.get_or_init(Default::default);
+        relay::relay_splice(client, dest, pipes, buffers, counters, Duration::ZERO)
+    }
+
+    /// A held tunnel's task is its relay plus a little bookkeeping: the
+    /// relay future must be stored once, not once per `async fn` it is
+    /// passed through (it was three times, doubling memory per tunnel).
+    #[test]
+    fn a_held_tunnel_keeps_one_copy_of_its_relay_state() {
+        type Ctx = &'static ListenerContext;
+        let session = future_size::<TcpStream, SocketAddr, SocketAddr, Ctx, _, _>(serve_client);
+        let relay = future_size(splice);
+        assert!(
+            session < 2 * relay,
+            "a session's task is {session} bytes for a {relay}-byte relay"
+        );
+    }
 }

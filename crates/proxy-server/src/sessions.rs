@@ -1,35 +1,39 @@
 //! The live-session registry: every tunnel of the process while it relays,
 //! shared by the SOCKS listeners and the HTTP admin API (list, disconnect).
-//! Each entry holds a [`CancellationToken`] the relay watches, so an
+//! Each entry holds a [`Disconnect`] the relay watches, so an
 //! admin's disconnect ends that tunnel's relay, and its own byte counters.
 
 use aaa::AuthInfo;
 use parking_lot::Mutex;
 use prometheus_client::metrics::counter::Counter;
 use serde::Serialize;
+use socks5::TargetAddr;
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::SystemTime;
-use tokio_util::sync::CancellationToken;
+use tokio::sync::Notify;
 
-/// What is known about one tunnel from its CONNECT reply on.
+/// What is known about one tunnel from its CONNECT reply on. Addresses are
+/// kept as values and spelled out only when listed or recorded: every
+/// string here would be an allocation per held tunnel.
 #[derive(Debug)]
 pub struct LiveSession {
     /// Unique within the process.
     pub id: u64,
-    /// The listener's bound `ip:port`.
-    pub listener: String,
-    /// The client's `ip:port`.
-    pub peer: String,
+    /// The listener's bound `ip:port` (shared by its sessions).
+    pub listener: Arc<str>,
+    /// The client's address.
+    pub peer: SocketAddr,
     /// The login's identities and groups (empty without a login).
     pub auth: AuthInfo,
     /// The source address a BIND selected.
-    pub source_address: Option<String>,
+    pub source_address: Option<IpAddr>,
     /// The destination as requested.
-    pub requested: String,
+    pub requested: TargetAddr,
     /// The address connected to.
-    pub connected: String,
+    pub connected: SocketAddr,
     /// When the CONNECT was answered.
     pub start: SystemTime,
     /// Bytes from the client to the destination so far.
@@ -39,7 +43,40 @@ pub struct LiveSession {
     /// Whether the identity's bandwidth is shaped.
     pub shaped: bool,
     /// Cancelled to close the tunnel (admin disconnect).
-    pub cancel: CancellationToken,
+    pub cancel: Disconnect,
+}
+
+/// An admin's request to close one tunnel: a flag and the relay's wake-up,
+/// inline in the session entry (a `CancellationToken` would be one more
+/// allocation per held tunnel).
+#[derive(Debug, Default)]
+pub struct Disconnect {
+    asked: AtomicBool,
+    wake: Notify,
+}
+
+impl Disconnect {
+    /// Ask the tunnel to close.
+    pub fn cancel(&self) {
+        self.asked.store(true, Ordering::Release);
+        self.wake.notify_waiters();
+    }
+
+    /// Whether closing was asked for.
+    pub fn is_cancelled(&self) -> bool {
+        self.asked.load(Ordering::Acquire)
+    }
+
+    /// Resolves once closing is asked for (at once if it already was).
+    pub async fn cancelled(&self) {
+        let woken = self.wake.notified();
+        tokio::pin!(woken);
+        // Listening before looking: a `cancel` between the two still wakes.
+        woken.as_mut().enable();
+        if !self.is_cancelled() {
+            woken.await;
+        }
+    }
 }
 
 impl LiveSession {
@@ -52,8 +89,8 @@ impl LiveSession {
     pub fn view(&self) -> SessionView {
         SessionView {
             id: self.id,
-            listener: self.listener.clone(),
-            peer: self.peer.clone(),
+            listener: self.listener.to_string(),
+            peer: self.peer.to_string(),
             identities: self
                 .auth
                 .identities
@@ -61,9 +98,9 @@ impl LiveSession {
                 .map(|i| i.identity.clone())
                 .collect(),
             groups: self.auth.groups.clone(),
-            source_address: self.source_address.clone(),
-            requested_destination: self.requested.clone(),
-            connected_destination: self.connected.clone(),
+            source_address: self.source_address.map(|ip| ip.to_string()),
+            requested_destination: self.requested.to_string(),
+            connected_destination: self.connected.to_string(),
             start: aaa::rfc3339(self.start),
             duration_seconds: self.start.elapsed().unwrap_or_default().as_secs_f64(),
             bytes_client_to_dest: self.bytes_client_to_dest.get(),
@@ -190,16 +227,16 @@ mod tests {
         LiveSession {
             id: registry.next_id(),
             listener: "127.0.0.1:1080".into(),
-            peer: "127.0.0.1:4000".into(),
+            peer: "127.0.0.1:4000".parse().unwrap(),
             auth,
             source_address: None,
-            requested: "example.test:80".into(),
-            connected: "192.0.2.1:80".into(),
+            requested: TargetAddr::Domain("example.test".into(), 80),
+            connected: "192.0.2.1:80".parse().unwrap(),
             start: SystemTime::now(),
             bytes_client_to_dest: Counter::default(),
             bytes_dest_to_client: Counter::default(),
             shaped: false,
-            cancel: CancellationToken::new(),
+            cancel: Disconnect::default(),
         }
     }
 
@@ -221,5 +258,23 @@ mod tests {
         drop((a1, a2));
         assert_eq!(registry.len(), 1);
         assert_eq!(registry.disconnect("nobody"), 0);
+    }
+
+    #[tokio::test]
+    async fn disconnect_wakes_a_waiting_relay_and_a_late_one() {
+        let asked = Arc::new(Disconnect::default());
+        let waiting = tokio::spawn({
+            let asked = asked.clone();
+            async move { asked.cancelled().await }
+        });
+        tokio::task::yield_now().await;
+        assert!(!waiting.is_finished() && !asked.is_cancelled());
+        asked.cancel();
+        tokio::time::timeout(std::time::Duration::from_secs(5), waiting)
+            .await
+            .expect("the waiting relay is woken")
+            .unwrap();
+        // A relay that starts watching after the request ends at once.
+        asked.cancelled().await;
     }
 }

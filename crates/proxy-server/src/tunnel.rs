@@ -15,6 +15,7 @@ use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::time::SystemTime;
+use tokio::net::TcpStream;
 use tracing::{debug, info, warn};
 
 /// What the handshake settled for a tunnel, besides its sockets.
@@ -86,16 +87,16 @@ impl Tunnel {
         let session = LiveSession {
             id: control.sessions.next_id(),
             listener: ctx.listener.clone(),
-            peer: peer.to_string(),
+            peer,
             auth: request.auth,
-            source_address: request.source.map(|s| s.ip().to_string()),
-            requested: request.requested.to_string(),
-            connected: connected.to_string(),
+            source_address: request.source.map(|s| s.ip()),
+            requested: request.requested,
+            connected,
             start: SystemTime::now(),
             bytes_client_to_dest: counters.client_to_dest.session.clone(),
             bytes_dest_to_client: counters.dest_to_client.session.clone(),
             shaped: counters.shaped(),
-            cancel: tokio_util::sync::CancellationToken::new(),
+            cancel: Default::default(),
         };
         Tunnel {
             registered: control.sessions.register(session),
@@ -115,16 +116,33 @@ impl Tunnel {
         self.counters.shaped()
     }
 
-    /// Relay until `relay` ends or an admin disconnects the tunnel, then
-    /// account for it.
-    pub async fn run(
+    /// Relay until the future `relay` makes ends or an admin disconnects
+    /// the tunnel, then account for it. `dest`, when given, gets its
+    /// keepalive settings once the tunnel lasts
+    /// ([`crate::outbound::keepalive_later`]). The relay is made here, in
+    /// place, rather than passed in as a future: a future passed by value
+    /// is held once by the caller and once more by this one, and a held
+    /// tunnel's task is counted in KiB.
+    pub async fn run<F>(
         self,
         ctx: &ListenerContext,
-        relay: impl Future<Output = io::Result<RelayOutcome>>,
-    ) {
+        dest: Option<&TcpStream>,
+        relay: impl FnOnce() -> F,
+    ) where
+        F: Future<Output = io::Result<RelayOutcome>>,
+    {
         let session = self.registered.session.clone();
+        let keepalive = async {
+            match dest {
+                Some(dest) => {
+                    crate::outbound::keepalive_later(dest, &ctx.params.tcp_keepalive).await
+                }
+                None => std::future::pending().await,
+            }
+        };
         let end = tokio::select! {
-            outcome = relay => report_relay(outcome, &session.peer, ctx),
+            () = keepalive => unreachable!("keepalive_later never completes"),
+            outcome = relay() => report_relay(outcome, session.peer, ctx),
             () = session.cancel.cancelled() => {
                 ctx.metrics.connections_completed.inc();
                 info!(peer = %session.peer, "tunnel closed by an admin");
@@ -134,12 +152,12 @@ impl Tunnel {
         if let Some(aaa) = &ctx.aaa {
             let record = SessionRecord {
                 timestamp: aaa::rfc3339(SystemTime::now()),
-                listener: session.listener.clone(),
-                peer: session.peer.clone(),
+                listener: session.listener.to_string(),
+                peer: session.peer.to_string(),
                 auth_info: session.auth.clone(),
-                source_address: session.source_address.clone(),
-                requested_destination: session.requested.clone(),
-                connected_destination: Some(session.connected.clone()),
+                source_address: session.source_address.map(|ip| ip.to_string()),
+                requested_destination: session.requested.to_string(),
+                connected_destination: Some(session.connected.to_string()),
                 bytes_client_to_dest: session.bytes_client_to_dest.get(),
                 bytes_dest_to_client: session.bytes_dest_to_client.get(),
                 start: aaa::rfc3339(session.start),
@@ -170,7 +188,7 @@ pub fn refused(
         let now = aaa::rfc3339(SystemTime::now());
         aaa.log_session(SessionRecord {
             timestamp: now.clone(),
-            listener: ctx.listener.clone(),
+            listener: ctx.listener.to_string(),
             peer: peer.to_string(),
             auth_info: request.auth.clone(),
             source_address: request.source.map(|s| s.ip().to_string()),
@@ -187,7 +205,7 @@ pub fn refused(
 
 fn report_relay(
     outcome: io::Result<RelayOutcome>,
-    peer: &str,
+    peer: SocketAddr,
     ctx: &ListenerContext,
 ) -> SessionEnd {
     match outcome {
