@@ -40,19 +40,22 @@ fn one(email: &str) -> Vec<Value> {
     vec![json!({ "email": email })]
 }
 
-/// After a refusal, the daemon still works and only a later good message
-/// was spooled and delivered.
-fn only_good_messages_are_delivered(ws: &Workspace, daemon: &Daemon) {
+/// Inject a good message to `email`; it must be accepted and become the
+/// `delivered`th delivery.
+fn deliver_good_message(ws: &Workspace, daemon: &Daemon, email: &str, delivered: usize) {
     let reply = inject(
         daemon,
-        &message_to(
-            one("good@example.com"),
-            json!("Subject: ok\r\n\r\nfine\r\n"),
-        ),
+        &message_to(one(email), json!("Subject: ok\r\n\r\nfine\r\n")),
         &[],
     );
     assert_eq!(reply.status, 200, "{}", reply.body);
-    ws.wait_for_records("Delivery", 1);
+    ws.wait_for_records("Delivery", delivered);
+}
+
+/// After a refusal, the daemon still works and only a later good message
+/// was spooled and delivered.
+fn only_good_messages_are_delivered(ws: &Workspace, daemon: &Daemon) {
+    deliver_good_message(ws, daemon, "good@example.com", 1);
     let receptions = ws.records_of("Reception");
     assert_eq!(
         receptions.len(),
@@ -445,16 +448,7 @@ fn a_worker_killed_mid_render_refuses_only_its_request() {
             .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z'))
             .then_some(())
     });
-    let reply = inject(
-        &daemon,
-        &message_to(
-            one("next@example.com"),
-            json!("Subject: ok\r\n\r\nfine\r\n"),
-        ),
-        &[],
-    );
-    assert_eq!(reply.status, 200, "{}", reply.body);
-    ws.wait_for_records("Delivery", 2);
+    deliver_good_message(&ws, &daemon, "next@example.com", 2);
     daemon.stop();
 }
 

@@ -200,6 +200,18 @@ mod tests {
         rule
     }
 
+    /// Connection failures of `source` counted as an unhealthy proxy.
+    fn unhealthy_failures(metrics: &NepheleMetrics, source: &str) -> u64 {
+        let kind = SourceKindLabel {
+            source: source.into(),
+            kind: PROXY_UNHEALTHY,
+        };
+        metrics
+            .source_connection_failures
+            .get_or_create(&kind)
+            .get()
+    }
+
     #[test]
     fn immediate_suspends_for_the_duration_then_clears() {
         let (health, metrics) = health();
@@ -226,17 +238,7 @@ mod tests {
         assert!(!health.proxy_failed("a", Some(&rule), later));
         let label = reason_label("a");
         assert_eq!(metrics.source_suspensions.get_or_create(&label).get(), 1);
-        let kind = SourceKindLabel {
-            source: "a".into(),
-            kind: PROXY_UNHEALTHY,
-        };
-        assert_eq!(
-            metrics
-                .source_connection_failures
-                .get_or_create(&kind)
-                .get(),
-            2
-        );
+        assert_eq!(unhealthy_failures(&metrics, "a"), 2);
         health.sweep(t0 + Duration::from_secs(600));
         assert_eq!(suspended(), 0);
         assert!(health
@@ -250,17 +252,7 @@ mod tests {
         let t0 = Instant::now();
         assert!(!health.proxy_failed("a", None, t0));
         assert!(health.suspended_for("a", t0).is_none());
-        let kind = SourceKindLabel {
-            source: "a".into(),
-            kind: PROXY_UNHEALTHY,
-        };
-        assert_eq!(
-            metrics
-                .source_connection_failures
-                .get_or_create(&kind)
-                .get(),
-            1
-        );
+        assert_eq!(unhealthy_failures(&metrics, "a"), 1);
     }
 
     #[test]
