@@ -24,7 +24,7 @@ pub struct SpoolEntry {
     pub id: String,
     /// The meta record (envelope, meta values).
     pub meta: Vec<u8>,
-    /// The message bytes.
+    /// The message bytes; empty for a record stored as its meta alone.
     pub data: Vec<u8>,
 }
 

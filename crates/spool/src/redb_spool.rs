@@ -170,7 +170,9 @@ fn insert_entries(
     if data {
         let mut table = txn.open_table(DATA)?;
         let mut ids = txn.open_table(DATA_IDS)?;
-        for entry in entries {
+        // An entry without data (a record that is not a message, such as
+        // an idempotency record) is its meta record alone.
+        for entry in entries.iter().filter(|entry| !entry.data.is_empty()) {
             table.insert(entry.id.as_str(), entry.data.as_slice())?;
             ids.insert(entry.id.as_str(), ())?;
         }
@@ -267,13 +269,11 @@ impl Spool for RedbSpool {
             let table = txn.open_table(DATA)?;
             Ok(table.get(id)?.map(|value| value.value().to_vec()))
         })?;
-        if data.is_none() {
-            warn!(id = %id, "spool: meta record without data");
-        }
-        Ok(data.map(|data| SpoolEntry {
+        // Entries stored without data have none (see `insert_entries`).
+        Ok(Some(SpoolEntry {
             id: id.to_owned(),
             meta,
-            data,
+            data: data.unwrap_or_default(),
         }))
     }
 
@@ -404,6 +404,30 @@ mod tests {
             })
             .unwrap();
         assert_eq!(left, (false, false));
+    }
+
+    #[test]
+    fn an_entry_without_data_is_its_meta_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let spool = RedbSpool::open(&dir.path().join("d"), Some(&dir.path().join("m"))).unwrap();
+        let record = SpoolEntry {
+            id: "record".into(),
+            meta: b"meta-record".to_vec(),
+            data: Vec::new(),
+        };
+        spool
+            .apply(&SpoolBatch {
+                store: vec![record.clone(), entry("a")],
+                remove: vec![],
+            })
+            .unwrap();
+        let in_data_file = spool
+            .data
+            .read(|txn| Ok(txn.open_table(DATA_IDS)?.get("record")?.is_some()))
+            .unwrap();
+        assert!(!in_data_file, "no data row for a record");
+        assert_eq!(spool.load("record").unwrap(), Some(record));
+        assert_eq!(spool.load("a").unwrap(), Some(entry("a")));
     }
 
     #[test]
