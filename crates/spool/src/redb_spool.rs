@@ -11,7 +11,7 @@ use parking_lot::{Mutex, RwLock};
 use redb::{Database, ReadableTable, TableDefinition};
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
-use tracing::{info, warn};
+use tracing::info;
 
 const DATA: TableDefinition<&str, &[u8]> = TableDefinition::new("data");
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
