@@ -404,6 +404,17 @@ measure() {
     fi
 }
 
+# The echo and discard servers every configuration forwards to, on the
+# load tool's CPUs; sets ECHO_ADDR and DISCARD_ADDR.
+start_servers() {
+    start_bg echo "${ON_LOAD_CPUS[@]}" "$BENCH" echo --listen 127.0.0.1:0
+    ECHO_ADDR="$(wait_line "$WORK/echo.out" 'listening on [0-9.:]+' "$BG_PID")"
+    ECHO_ADDR="${ECHO_ADDR##* }"
+    start_bg discard "${ON_LOAD_CPUS[@]}" "$BENCH" discard --listen 127.0.0.1:0
+    DISCARD_ADDR="$(wait_line "$WORK/discard.out" 'listening on [0-9.:]+' "$BG_PID")"
+    DISCARD_ADDR="${DISCARD_ADDR##* }"
+}
+
 main() {
     LOAD_AT_START="$(cut -d' ' -f1-3 /proc/loadavg)"
     # Children inherit this: hold mode needs thousands of descriptors.
@@ -411,12 +422,7 @@ main() {
     ensure_packages
     build
 
-    start_bg echo "${ON_LOAD_CPUS[@]}" "$BENCH" echo --listen 127.0.0.1:0
-    ECHO_ADDR="$(wait_line "$WORK/echo.out" 'listening on [0-9.:]+' "$BG_PID")"
-    ECHO_ADDR="${ECHO_ADDR##* }"
-    start_bg discard "${ON_LOAD_CPUS[@]}" "$BENCH" discard --listen 127.0.0.1:0
-    DISCARD_ADDR="$(wait_line "$WORK/discard.out" 'listening on [0-9.:]+' "$BG_PID")"
-    DISCARD_ADDR="${DISCARD_ADDR##* }"
+    start_servers
     log "echo $ECHO_ADDR, discard $DISCARD_ADDR, work dir $WORK"
 
     local configs n round i config skipped=()

@@ -89,12 +89,7 @@ syscalls_main() {
     command -v strace >/dev/null || { log "strace is not installed"; exit 1; }
     ensure_packages
     build
-    start_bg echo "${ON_LOAD_CPUS[@]}" "$BENCH" echo --listen 127.0.0.1:0
-    ECHO_ADDR="$(wait_line "$WORK/echo.out" 'listening on [0-9.:]+' "$BG_PID")"
-    ECHO_ADDR="${ECHO_ADDR##* }"
-    start_bg discard "${ON_LOAD_CPUS[@]}" "$BENCH" discard --listen 127.0.0.1:0
-    DISCARD_ADDR="$(wait_line "$WORK/discard.out" 'listening on [0-9.:]+' "$BG_PID")"
-    DISCARD_ADDR="${DISCARD_ADDR##* }"
+    start_servers
     read -r -a configs <<<"$CONFIGS"
     for config in "${configs[@]}"; do
         if [[ "$config" == direct ]] || ! start_config "$config"; then
