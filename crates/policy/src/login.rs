@@ -195,6 +195,7 @@ impl LoginPipeline {
         F: Future<Output = Result<LoginVerdict, String>>,
     {
         let ip = attempt.connection.peer_address;
+        let peer = ip.map_or_else(String::new, |ip| ip.to_string());
         // Escaped: a user name is client bytes and must not forge log lines.
         let user = attempt.attempted.identity.escape_debug().to_string();
         if let Some(left) = match ip {
@@ -202,7 +203,7 @@ impl LoginPipeline {
             None => None,
         } {
             observer.blocked();
-            info!(peer = ?ip, user, remaining = ?left, "login refused without calling the policy: client IP is blocked");
+            info!(peer = %peer, user, remaining = ?left, "login refused without calling the policy: client IP is blocked");
             return LoginOutcome::Blocked(left);
         }
         let started = Instant::now();
@@ -213,7 +214,7 @@ impl LoginPipeline {
             .await;
         let outcome = match decided {
             Ok((LoginVerdict::Accepted(info), cached)) => {
-                debug!(peer = ?ip, user, cached, "login accepted");
+                debug!(peer = %peer, user, cached, "login accepted");
                 let mut merged = attempt.connection.clone();
                 // Only the connection says where a peer is.
                 merged.merge(AuthInfo {
@@ -223,11 +224,11 @@ impl LoginPipeline {
                 return finish(observer, started, LoginOutcome::Accepted(merged));
             }
             Ok((LoginVerdict::Refused(reason), cached)) => {
-                info!(peer = ?ip, user, reason, cached, "login refused");
+                info!(peer = %peer, user, reason, cached, "login refused");
                 LoginOutcome::Refused
             }
             Err(reason) => {
-                warn!(peer = ?ip, user, error = %reason, "authentication handler failed; login refused");
+                warn!(peer = %peer, user, error = %reason, "authentication handler failed; login refused");
                 LoginOutcome::PolicyFailed((*reason).clone())
             }
         };
