@@ -20,6 +20,7 @@ mod duration;
 mod epoch_cache;
 mod error_text;
 mod events;
+mod identity_limits;
 mod init_requests;
 mod kumo_module;
 mod loader;
@@ -43,6 +44,9 @@ pub use duration::{
 pub use epoch_cache::EpochCache;
 pub use error_text::{policy_error_text, without_traceback};
 pub use events::{Bytes, EventDecl, SerdeArg};
+pub use identity_limits::{
+    IdentityLimitsCache, Rate, IDENTITY_LIMITS_CAPACITY, IDENTITY_LIMITS_TTL,
+};
 pub use init_requests::InitRequests;
 pub use kumo_module::{call_sync, get_or_create_module, kumo_module, run_pre_init, PRE_INIT};
 pub use loader::{ModuleRegistrar, PolicyLoader};

@@ -135,7 +135,14 @@ impl IdentityControl {
             return Ok(Admission::default());
         };
         let identity = first.identity.clone();
-        let limits = match cache.get(policy, auth).await {
+        let limits = match cache
+            .get(
+                policy,
+                &crate::identity_limits::PROXY_SERVER_GET_IDENTITY_LIMITS,
+                auth,
+            )
+            .await
+        {
             Ok(limits) => limits,
             Err(err) => {
                 return Err(Refusal::Policy {

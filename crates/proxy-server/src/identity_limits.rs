@@ -1,14 +1,12 @@
 //! Per-identity limits from the policy: the event
 //! `proxy_server_get_identity_limits(auth_info)`, what it may return
-//! (`max_sessions`, `max_connect_rate`, `max_bandwidth`), and the
-//! per-identity cache of its answers that an epoch bump empties.
+//! (`max_sessions`, `max_connect_rate`, `max_bandwidth`); its answers are
+//! cached per identity by [`policy::IdentityLimitsCache`].
 
 use aaa::AuthInfo;
 use mlua::{FromLua, Lua, Value};
-use policy::{EpochCache, EventDecl, PolicyError, PolicyPool, SerdeArg};
+use policy::{EventDecl, SerdeArg};
 use serde::Deserialize;
-use std::sync::Arc;
-use std::time::Duration;
 
 /// `proxy_server_get_identity_limits(auth_info)`: the limits of the
 /// AuthInfo's first identity; `nil` (or no handler) means none.
@@ -20,33 +18,13 @@ pub const PROXY_SERVER_GET_IDENTITY_LIMITS: EventDecl<SerdeArg<AuthInfo>, LuaIde
 /// enough between chunks to look idle.
 pub const MIN_BANDWIDTH: u64 = 1024;
 
-/// How long an identity's limits are reused before the handler is asked
-/// again (an epoch bump forgets them at once).
-pub const LIMITS_TTL: Duration = Duration::from_secs(60);
-
-/// Identities whose limits are cached at most; past it the least used are
-/// evicted (and asked for again on their next login).
-pub const LIMITS_CACHE_CAPACITY: u64 = 65_536;
-
 /// At most `count` CONNECTs in each window of `period`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ConnectRate {
-    /// CONNECTs allowed per window.
-    pub count: u32,
-    /// The window's length.
-    pub period: Duration,
-}
+pub type ConnectRate = policy::Rate;
 
-impl ConnectRate {
-    /// Parse `"N/period"`: `period` is a unit (`s`, `sec`, `second`, `m`,
-    /// `min`, `minute`, `h`, `hour`, `d`, `day`) or a duration
-    /// (`"100/5 minutes"`, `"10/30s"`).
-    pub fn parse(text: &str) -> Result<Self, String> {
-        let (count, period) =
-            policy::parse_rate(text).map_err(|why| format!("max_connect_rate {text:?}: {why}"))?;
-        Ok(ConnectRate { count, period })
-    }
-}
+/// Each identity's limits as the policy last gave them
+/// ([`policy::IdentityLimitsCache`]), so the event runs once per identity
+/// and TTL, not once per tunnel.
+pub type LimitsCache = policy::IdentityLimitsCache<IdentityLimits>;
 
 /// What the policy returned for one identity.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -88,7 +66,7 @@ impl LimitsTable {
             max_connect_rate: self
                 .max_connect_rate
                 .as_deref()
-                .map(ConnectRate::parse)
+                .map(|text| ConnectRate::parse("max_connect_rate", text))
                 .transpose()?,
             max_bandwidth: self.max_bandwidth,
         })
@@ -121,54 +99,20 @@ impl FromLua for LuaIdentityLimits {
     }
 }
 
-/// Each identity's limits as the policy last gave them, so the event runs
-/// once per identity (per [`LIMITS_TTL`]), not once per tunnel. Concurrent
-/// first logins of one identity share one call.
-#[derive(Clone)]
-pub struct LimitsCache {
-    cache: Arc<EpochCache<String, Option<Arc<IdentityLimits>>>>,
-}
-
-impl LimitsCache {
-    /// A cache emptied whenever `policy`'s epoch is bumped (a reload).
-    pub fn for_policy(policy: &PolicyPool) -> Self {
-        LimitsCache {
-            cache: EpochCache::for_policy(policy, LIMITS_CACHE_CAPACITY, LIMITS_TTL),
-        }
-    }
-
-    /// The limits of `auth`'s first identity (`None`: no limits). An
-    /// error (the handler failed) is not cached.
-    pub async fn get(
-        &self,
-        policy: &PolicyPool,
-        auth: &AuthInfo,
-    ) -> Result<Option<Arc<IdentityLimits>>, Arc<PolicyError>> {
-        let Some(identity) = auth.first_identity() else {
-            return Ok(None);
-        };
-        let ask = async {
-            let answer = policy
-                .call(&PROXY_SERVER_GET_IDENTITY_LIMITS, SerdeArg(auth.clone()))
-                .await?;
-            Ok(answer
-                .and_then(|limits| limits.0)
-                .filter(|limits| !limits.is_empty())
-                .map(Arc::new))
-        };
-        self.cache
-            .get_or_try_insert(identity.identity.clone(), policy.epoch(), ask)
-            .await
+impl From<LuaIdentityLimits> for Option<IdentityLimits> {
+    fn from(answer: LuaIdentityLimits) -> Self {
+        answer.0
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     #[test]
     fn connect_rates_parse_units_and_durations() {
-        let rate = |text| ConnectRate::parse(text).unwrap();
+        let rate = |text| ConnectRate::parse("max_connect_rate", text).unwrap();
         assert_eq!(rate("10/minute").period, Duration::from_secs(60));
         assert_eq!(rate("10/m").count, 10);
         assert_eq!(rate("5/s").period, Duration::from_secs(1));
@@ -176,7 +120,7 @@ mod tests {
         assert_eq!(rate("100/5 minutes").period, Duration::from_secs(300));
         assert_eq!(rate(" 3 / 30s ").period, Duration::from_secs(30));
         for bad in ["10", "x/minute", "10/fortnights", "-1/s", "10/0s"] {
-            let err = ConnectRate::parse(bad).unwrap_err();
+            let err = ConnectRate::parse("max_connect_rate", bad).unwrap_err();
             assert!(err.contains("max_connect_rate"), "{bad}: {err}");
         }
     }

@@ -1,15 +1,14 @@
 //! Per-identity injection limits from the policy: the event
 //! `http_server_get_injection_limits(auth_info)`, what it may return
 //! (`max_message_rate`, `max_recipients_per_request`), its answers cached
-//! per identity (the one cache type for policy answers,
-//! [`policy::EpochCache`], tied to the config epoch as proxy-server's
+//! per identity ([`policy::IdentityLimitsCache`], as proxy-server's
 //! identity limits) and each identity's message-rate window
 //! ([`policy::FixedWindow`], as proxy-server's `max_connect_rate`).
 
 use aaa::AuthInfo;
 use mlua::{FromLua, Lua, Value};
 use parking_lot::Mutex;
-use policy::{EpochCache, EventDecl, FixedWindow, PolicyPool, SerdeArg};
+use policy::{EventDecl, FixedWindow, IdentityLimitsCache, PolicyPool, SerdeArg};
 use serde::Deserialize;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -20,30 +19,8 @@ use std::time::{Duration, Instant};
 pub const HTTP_SERVER_GET_INJECTION_LIMITS: EventDecl<SerdeArg<AuthInfo>, LuaInjectionLimits> =
     EventDecl::new("http_server_get_injection_limits");
 
-/// How long an identity's limits are reused before the handler is asked
-/// again (an epoch bump forgets them at once); as proxy-server's.
-pub const LIMITS_TTL: Duration = Duration::from_secs(60);
-
-/// Identities whose limits are cached at most; as proxy-server's.
-pub const LIMITS_CACHE_CAPACITY: u64 = 65_536;
-
 /// At most `count` messages in each window of `period`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct MessageRate {
-    /// Messages allowed per window.
-    pub count: u32,
-    /// The window's length.
-    pub period: Duration,
-}
-
-impl MessageRate {
-    /// Parse `"N/period"` ([`policy::parse_rate`]).
-    pub fn parse(text: &str) -> Result<Self, String> {
-        let (count, period) =
-            policy::parse_rate(text).map_err(|why| format!("max_message_rate {text:?}: {why}"))?;
-        Ok(MessageRate { count, period })
-    }
-}
+pub type MessageRate = policy::Rate;
 
 /// Identities with a rate window kept at most before the others are
 /// forgotten (they only lose their current window's count).
@@ -82,7 +59,7 @@ impl FromLua for LuaInjectionLimits {
                 let max_message_rate = table
                     .max_message_rate
                     .as_deref()
-                    .map(MessageRate::parse)
+                    .map(|text| MessageRate::parse("max_message_rate", text))
                     .transpose()
                     .map_err(err)?;
                 Ok(LuaInjectionLimits(Some(InjectionIdentityLimits {
@@ -95,6 +72,12 @@ impl FromLua for LuaInjectionLimits {
                 other.type_name()
             ))),
         }
+    }
+}
+
+impl From<LuaInjectionLimits> for Option<InjectionIdentityLimits> {
+    fn from(answer: LuaInjectionLimits) -> Self {
+        answer.0
     }
 }
 
@@ -128,7 +111,7 @@ pub enum IdentityRefusal {
 /// The identity limits of one process: the cached answers and each
 /// identity's current rate window.
 pub struct InjectionIdentityControl {
-    cache: Arc<EpochCache<String, Option<Arc<InjectionIdentityLimits>>>>,
+    cache: IdentityLimitsCache<InjectionIdentityLimits>,
     windows: Mutex<HashMap<String, Arc<FixedWindow>>>,
     anchor: Instant,
 }
@@ -137,7 +120,7 @@ impl InjectionIdentityControl {
     /// Answers of `policy`, forgotten on its epoch bumps.
     pub fn for_policy(policy: &PolicyPool) -> Self {
         InjectionIdentityControl {
-            cache: EpochCache::for_policy(policy, LIMITS_CACHE_CAPACITY, LIMITS_TTL),
+            cache: IdentityLimitsCache::for_policy(policy),
             windows: Mutex::new(HashMap::new()),
             anchor: Instant::now(),
         }
@@ -154,20 +137,9 @@ impl InjectionIdentityControl {
             return Ok(None);
         };
         let identity = first.identity.clone();
-        let ask = async {
-            let answer = policy
-                .call(&HTTP_SERVER_GET_INJECTION_LIMITS, SerdeArg(auth.clone()))
-                .await?;
-            Ok::<_, policy::PolicyError>(
-                answer
-                    .and_then(|limits| limits.0)
-                    .filter(|limits| *limits != InjectionIdentityLimits::default())
-                    .map(Arc::new),
-            )
-        };
         let cached = self
             .cache
-            .get_or_try_insert(identity.clone(), policy.epoch(), ask)
+            .get(policy, &HTTP_SERVER_GET_INJECTION_LIMITS, auth)
             .await;
         match cached {
             Ok(limits) => Ok(limits.map(|limits| (identity, limits))),
