@@ -193,7 +193,7 @@ async fn authenticate(
         local: state.failure_limiter.as_ref().filter(|_| !trusted),
         shared: &LocalOnly,
     };
-    let ask = ask_policy(state.logins.policy(), &credential);
+    let ask = || ask_policy(state.logins.policy(), &credential);
     match state
         .logins
         .login(attempt, &throttle, &Unobserved, ask)

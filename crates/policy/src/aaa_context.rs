@@ -152,10 +152,12 @@ impl AaaContext {
         }
     }
 
-    /// Record a finished (or refused) proxy tunnel, if the log is configured.
-    pub fn log_session(&self, record: aaa::SessionRecord) {
+    /// Record a finished (or refused) proxy tunnel, if the log is
+    /// configured; `record` is made only then (its timestamps and
+    /// addresses are spelled out as text).
+    pub fn log_session(&self, record: impl FnOnce() -> aaa::SessionRecord) {
         if let Some(log) = self.accounting.read().as_ref() {
-            log.log_session(record);
+            log.log_session(record());
         }
     }
 
@@ -180,22 +182,50 @@ impl AaaContext {
         };
         let decision = match self.decisions.get(&key, epoch).await {
             Some(decision) => decision,
-            None => match self.resolve(policy, epoch, resource).await {
-                Ok(definitions) => {
-                    let decision = self.decide(fallback, &definitions, resource, auth, privilege);
-                    self.decisions.insert(key, decision.clone(), epoch).await;
-                    decision
-                }
-                Err(message) => {
-                    error!(resource = %resource.target(), error = %message, "get_acl_definition failed; denying");
-                    denied_by_default(resource, privilege)
-                }
-            },
+            // Boxed: the policy calls' state is kilobytes that a cached
+            // decision (most requests) should not carry.
+            None => {
+                let asked = Request {
+                    fallback,
+                    resource,
+                    auth,
+                    privilege,
+                };
+                Box::pin(self.decide_and_store(policy, epoch, key, asked)).await
+            }
         };
         if let Some(log) = self.accounting.read().as_ref() {
             log.log_authorization(&decision, auth);
         }
         decision
+    }
+
+    /// A decision not in the cache: ask the policy for the definitions,
+    /// decide and remember the decision (fail closed on a policy error).
+    async fn decide_and_store(
+        &self,
+        policy: &PolicyPool,
+        epoch: u64,
+        key: DecisionKey,
+        asked: Request<'_>,
+    ) -> AccessDecision {
+        let Request {
+            fallback,
+            resource,
+            auth,
+            privilege,
+        } = asked;
+        match self.resolve(policy, epoch, resource).await {
+            Ok(definitions) => {
+                let decision = self.decide(fallback, &definitions, resource, auth, privilege);
+                self.decisions.insert(key, decision.clone(), epoch).await;
+                decision
+            }
+            Err(message) => {
+                error!(resource = %resource.target(), error = %message, "get_acl_definition failed; denying");
+                denied_by_default(resource, privilege)
+            }
+        }
     }
 
     /// The policy's answer for every name of `resource`, cached.
@@ -245,6 +275,14 @@ impl AaaContext {
         };
         query_resource_access(resource, auth, privilege, lookup)
     }
+}
+
+/// What [`AaaContext::authorize`] was asked, besides the policy.
+struct Request<'a> {
+    fallback: &'a AclMap,
+    resource: &'a Resource,
+    auth: &'a AuthInfo,
+    privilege: &'a str,
 }
 
 /// An ACL from the policy or borrowed from the fall-back map.

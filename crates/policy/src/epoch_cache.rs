@@ -94,10 +94,17 @@ where
         }
     }
 
-    /// The answer for `key` under `epoch`, or the one `ask` computes (then
-    /// stored). Concurrent misses on one key share one `ask`; an `Err` is
-    /// not stored.
-    pub async fn get_or_try_insert<E, F>(&self, key: K, epoch: u64, ask: F) -> Result<V, Arc<E>>
+    /// The answer for `key` under `epoch`, or the one computed by the future
+    /// `ask` makes (then stored). Concurrent misses on one key share
+    /// one `ask`; an `Err` is not stored. `ask` is made, and its state
+    /// boxed, only on a miss: a future calling the policy is kilobytes
+    /// that a hit should not carry.
+    pub async fn get_or_try_insert<E, F>(
+        &self,
+        key: K,
+        epoch: u64,
+        ask: impl FnOnce() -> F,
+    ) -> Result<V, Arc<E>>
     where
         F: Future<Output = Result<V, E>>,
         E: Send + Sync + 'static,
@@ -105,6 +112,15 @@ where
         if let Some(value) = self.get(&key, epoch).await {
             return Ok(value);
         }
+        Box::pin(self.insert_asked(key, epoch, ask())).await
+    }
+
+    /// The miss path of [`EpochCache::get_or_try_insert`].
+    async fn insert_asked<E, F>(&self, key: K, epoch: u64, ask: F) -> Result<V, Arc<E>>
+    where
+        F: Future<Output = Result<V, E>>,
+        E: Send + Sync + 'static,
+    {
         // A stale entry (another epoch) would be returned by try_get_with.
         self.cache.invalidate(&key).await;
         let ttl = self.ttl();
@@ -152,21 +168,21 @@ mod tests {
         let cache = EpochCache::<&str, u32>::new(100, Duration::from_secs(60));
         let calls = AtomicUsize::new(0);
         let first = cache
-            .get_or_try_insert("k", 1, ask_counting(&calls, 7))
+            .get_or_try_insert("k", 1, || ask_counting(&calls, 7))
             .await;
         let again = cache
-            .get_or_try_insert("k", 1, ask_counting(&calls, 8))
+            .get_or_try_insert("k", 1, || ask_counting(&calls, 8))
             .await;
         assert_eq!((first.unwrap(), again.unwrap()), (7, 7));
         assert_eq!(calls.load(Ordering::Relaxed), 1);
         // Another epoch: never the old answer.
         assert_eq!(cache.get(&"k", 2).await, None);
         let newer = cache
-            .get_or_try_insert("k", 2, ask_counting(&calls, 9))
+            .get_or_try_insert("k", 2, || ask_counting(&calls, 9))
             .await;
         assert_eq!(newer.unwrap(), 9);
         let failed = cache
-            .get_or_try_insert("e", 2, async { Err::<u32, _>("boom".to_string()) })
+            .get_or_try_insert("e", 2, || async { Err::<u32, _>("boom".to_string()) })
             .await;
         assert_eq!(*failed.unwrap_err(), "boom");
         assert_eq!(cache.get(&"e", 2).await, None, "errors are not kept");

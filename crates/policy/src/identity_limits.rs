@@ -75,7 +75,7 @@ where
         let Some(identity) = auth.first_identity() else {
             return Ok(None);
         };
-        let ask = async {
+        let ask = || async {
             let answer = policy.call(event, SerdeArg(auth.clone())).await?;
             Ok(answer
                 .and_then(Into::into)

@@ -158,15 +158,15 @@ impl LoginPipeline {
         &self.cache
     }
 
-    /// Run one login: `ask` calls the policy when the cache has no verdict
-    /// (`Err` is a failure to decide, never cached). Every attempt, blocked
-    /// or decided, goes to the accounting log.
+    /// Run one login: `ask` makes the policy call, made only when the
+    /// cache has no verdict (`Err` is a failure to decide, never cached).
+    /// Every attempt, blocked or decided, goes to the accounting log.
     pub async fn login<S, F>(
         &self,
         attempt: LoginAttempt<'_>,
         throttle: &LoginThrottle<'_, S>,
         observer: &dyn LoginObserver,
-        ask: F,
+        ask: impl FnOnce() -> F,
     ) -> LoginOutcome
     where
         S: SharedFailures,
@@ -188,22 +188,23 @@ impl LoginPipeline {
         attempt: &LoginAttempt<'_>,
         throttle: &LoginThrottle<'_, S>,
         observer: &dyn LoginObserver,
-        ask: F,
+        ask: impl FnOnce() -> F,
     ) -> LoginOutcome
     where
         S: SharedFailures,
         F: Future<Output = Result<LoginVerdict, String>>,
     {
         let ip = attempt.connection.peer_address;
-        let peer = ip.map_or_else(String::new, |ip| ip.to_string());
+        // The log fields are spelled out only for lines the filter keeps.
+        let peer = || ip.map_or_else(String::new, |ip| ip.to_string());
         // Escaped: a user name is client bytes and must not forge log lines.
-        let user = attempt.attempted.identity.escape_debug().to_string();
+        let user = || attempt.attempted.identity.escape_debug().to_string();
         if let Some(left) = match ip {
             Some(ip) => throttle.blocked_for(ip).await,
             None => None,
         } {
             observer.blocked();
-            info!(peer = %peer, user, remaining = ?left, "login refused without calling the policy: client IP is blocked");
+            info!(peer = %peer(), user = user(), remaining = ?left, "login refused without calling the policy: client IP is blocked");
             return LoginOutcome::Blocked(left);
         }
         let started = Instant::now();
@@ -214,7 +215,7 @@ impl LoginPipeline {
             .await;
         let outcome = match decided {
             Ok((LoginVerdict::Accepted(info), cached)) => {
-                debug!(peer = %peer, user, cached, "login accepted");
+                debug!(peer = %peer(), user = user(), cached, "login accepted");
                 let mut merged = attempt.connection.clone();
                 // Only the connection says where a peer is.
                 merged.merge(AuthInfo {
@@ -224,11 +225,11 @@ impl LoginPipeline {
                 return finish(observer, started, LoginOutcome::Accepted(merged));
             }
             Ok((LoginVerdict::Refused(reason), cached)) => {
-                info!(peer = %peer, user, reason, cached, "login refused");
+                info!(peer = %peer(), user = user(), reason, cached, "login refused");
                 LoginOutcome::Refused
             }
             Err(reason) => {
-                warn!(peer = %peer, user, error = %reason, "authentication handler failed; login refused");
+                warn!(peer = %peer(), user = user(), error = %reason, "authentication handler failed; login refused");
                 LoginOutcome::PolicyFailed((*reason).clone())
             }
         };

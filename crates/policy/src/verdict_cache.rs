@@ -146,20 +146,26 @@ impl<V: Verdict> VerdictCache<V> {
     }
 
     /// The verdict on the credential made of `fields`, from the cache or
-    /// from `decide` (run once for concurrent misses on the same key), and
-    /// whether it came from the cache. An `Err` from `decide` is not kept.
+    /// from the future `decide` makes (run once for concurrent misses on
+    /// the same key), and whether it came from the cache. An `Err` from
+    /// `decide` is not kept.
+    ///
+    /// `decide` is made, and its state boxed, only on a miss: a future
+    /// that calls the policy is kilobytes, and a hit (most logins) should
+    /// not carry it.
     pub async fn get_or_decide<E, F>(
         &self,
         generation: LoginGeneration,
         fields: &[&[u8]],
-        decide: F,
+        decide: impl FnOnce() -> F,
     ) -> Result<(V, bool), Arc<E>>
     where
         F: Future<Output = Result<V, E>>,
         E: Send + Sync + 'static,
     {
         let Some(cache) = &self.cache else {
-            return decide.await.map(|v| (v, false)).map_err(Arc::new);
+            let verdict = Box::pin(decide()).await;
+            return verdict.map(|v| (v, false)).map_err(Arc::new);
         };
         {
             let mut seen = self.generation.lock();
@@ -171,7 +177,10 @@ impl<V: Verdict> VerdictCache<V> {
             }
         }
         let key = self.key(generation, fields);
-        let entry = cache.entry(key).or_try_insert_with(decide).await?;
+        if let Some(verdict) = cache.get(&key).await {
+            return Ok((verdict, true));
+        }
+        let entry = Box::pin(cache.entry(key).or_try_insert_with(decide())).await?;
         let cached = !entry.is_fresh();
         Ok((entry.into_value(), cached))
     }

@@ -32,7 +32,7 @@ async fn ask(
     password: &str,
     calls: &AtomicUsize,
 ) -> (TestVerdict, bool) {
-    let decide = async {
+    let decide = || async {
         calls.fetch_add(1, Ordering::SeqCst);
         Ok::<_, String>(if password == "hunter2" {
             TestVerdict::Accepted(user.to_owned())
@@ -71,7 +71,7 @@ async fn verdicts_are_reused_and_errors_are_not() {
 
     for _ in 0..2 {
         let failed = cache
-            .get_or_decide(GEN, &[b"bob", b"x"], async {
+            .get_or_decide(GEN, &[b"bob", b"x"], || async {
                 Err::<TestVerdict, _>("handler raised")
             })
             .await;
@@ -187,7 +187,7 @@ async fn concurrent_misses_decide_once() {
         .map(|_| {
             let (cache, calls) = (cache.clone(), calls.clone());
             tokio::spawn(async move {
-                let decide = async {
+                let decide = || async {
                     calls.fetch_add(1, Ordering::SeqCst);
                     tokio::time::sleep(Duration::from_millis(100)).await;
                     Ok::<_, String>(TestVerdict::Refused)

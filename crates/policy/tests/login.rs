@@ -89,7 +89,7 @@ async fn login(
         local: limit,
         shared: &LocalOnly,
     };
-    let ask = async {
+    let ask = || async {
         asked.fetch_add(1, Ordering::Relaxed);
         verdict
     };

@@ -180,7 +180,8 @@ impl IdentityControl {
         rate: &ConnectRate,
     ) -> Result<(), Refusal> {
         let fleet = match &self.fleet {
-            Some(fleet) => fleet.connect_allowed(identity, rate).await,
+            // Boxed: Redis state would otherwise enlarge every handshake.
+            Some(fleet) => Box::pin(fleet.connect_allowed(identity, rate)).await,
             None => None,
         };
         let allowed = fleet.unwrap_or_else(|| {
@@ -216,7 +217,7 @@ impl IdentityControl {
             return Ok(None);
         };
         if let Some(fleet) = &self.fleet {
-            match fleet.acquire_session(identity, max).await {
+            match Box::pin(fleet.acquire_session(identity, max)).await {
                 Some(Some(lease)) => {
                     local.sessions.fetch_add(1, Ordering::AcqRel);
                     return Ok(Some((fleet.clone(), lease)));

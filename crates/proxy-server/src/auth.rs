@@ -48,7 +48,7 @@ pub async fn login(
         local: ctx.failure_limiter.as_ref(),
         shared: &FleetFailures(ctx.control.fleet.as_deref()),
     };
-    let ask = ask_policy(logins.policy(), username, password, peer, local);
+    let ask = || ask_policy(logins.policy(), username, password, peer, local);
     match logins.login(attempt, &throttle, &ctx.metrics, ask).await {
         LoginOutcome::Accepted(info) => Some(info),
         _ => None,
@@ -93,18 +93,19 @@ async fn ask_policy(
 }
 
 /// The fleet's login blocks in Redis, when shared state is configured. A
-/// Redis failure blocks nobody: the local table still counts.
+/// Redis failure blocks nobody: the local table still counts. The Redis
+/// calls' state is boxed: kilobytes that every session's handshake would
+/// otherwise carry, with or without a fleet.
 struct FleetFailures<'a>(Option<&'a Fleet>);
 
 impl SharedFailures for FleetFailures<'_> {
     async fn blocked_for(&self, ip: IpAddr) -> Option<Duration> {
-        self.0?.login_blocked(ip).await.flatten()
+        Box::pin(self.0?.login_blocked(ip)).await.flatten()
     }
 
     async fn record_failure(&self, ip: IpAddr, limit: &ListenerFailureLimit) -> bool {
         match self.0 {
-            Some(fleet) => fleet
-                .record_failure(ip, &limit.thresholds)
+            Some(fleet) => Box::pin(fleet.record_failure(ip, &limit.thresholds))
                 .await
                 .unwrap_or(false),
             None => false,

@@ -7,7 +7,6 @@ use crate::shaping::TokenBucket;
 use parking_lot::Mutex;
 use prometheus_client::metrics::counter::Counter;
 use splice::Pipe;
-use std::future::Future;
 use std::io;
 use std::net::Shutdown;
 use std::os::fd::AsRawFd;
@@ -99,23 +98,47 @@ impl FirstEof {
             .compare_exchange(0, side, Ordering::Relaxed, Ordering::Relaxed);
     }
 
-    /// Run one direction; its EOF (not an error) is noted.
-    async fn watch<T>(
-        &self,
-        client: bool,
-        direction: impl Future<Output = io::Result<T>>,
-    ) -> io::Result<T> {
-        let result = direction.await;
-        if result.is_ok() {
-            self.ended(client);
-        }
-        result
-    }
-
     fn outcome(&self) -> RelayOutcome {
         RelayOutcome::Completed {
             client_first: self.0.load(Ordering::Relaxed) != 2,
         }
+    }
+}
+
+/// What one direction reports to: its byte counter, the tunnel's activity
+/// clock and which direction reached EOF first. Each direction notes its
+/// own EOF rather than being wrapped in a future that does: a future
+/// passed into another is stored twice, and a held tunnel's task is
+/// counted in KiB.
+struct DirectionBooks<'a> {
+    counter: &'a DirectionCounter,
+    activity: &'a Activity,
+    first_eof: &'a FirstEof,
+    from_client: bool,
+}
+
+impl<'a> DirectionBooks<'a> {
+    /// The books of the client → destination and destination → client
+    /// directions.
+    fn pair(
+        counters: &'a RelayCounters,
+        activity: &'a Activity,
+        first_eof: &'a FirstEof,
+    ) -> (Self, Self) {
+        let books = |counter, from_client| DirectionBooks {
+            counter,
+            activity,
+            first_eof,
+            from_client,
+        };
+        (
+            books(&counters.client_to_dest, true),
+            books(&counters.dest_to_client, false),
+        )
+    }
+
+    fn reached_eof(&self) {
+        self.first_eof.ended(self.from_client);
     }
 }
 
@@ -234,16 +257,16 @@ async fn splice_one_way(
     to: &TcpStream,
     mut loan: LoanedPipe<'_>,
     buffers: &BufferPool,
-    counter: &DirectionCounter,
-    activity: &Activity,
+    books: &DirectionBooks<'_>,
 ) -> io::Result<()> {
     loop {
-        let received = copy_tcp_chunk(from, to, buffers, activity).await?;
+        let received = copy_tcp_chunk(from, to, buffers, books.activity).await?;
         if received == 0 {
             shutdown_write(to);
+            books.reached_eof();
             return Ok(());
         }
-        counter.add(received);
+        books.counter.add(received);
         if received == COPY_BUFFER {
             break;
         }
@@ -277,10 +300,11 @@ async fn splice_one_way(
         };
         if received == 0 {
             shutdown_write(to);
+            books.reached_eof();
             return Ok(());
         }
         *bytes_inside = received;
-        activity.touch();
+        books.activity.touch();
         while *bytes_inside > 0 {
             to.writable().await?;
             match to.try_io(Interest::WRITABLE, || {
@@ -295,8 +319,8 @@ async fn splice_one_way(
             // A full pipe: this direction is a bulk transfer.
             pipe.grow_once(PIPE_BULK_CAPACITY);
         }
-        counter.add(received);
-        activity.touch();
+        books.counter.add(received);
+        books.activity.touch();
     }
 }
 
@@ -310,18 +334,21 @@ fn raw_read(stream: &TcpStream, buffer: &mut [u8]) -> io::Result<usize> {
     }
 }
 
+/// Make closing `stream` send a reset rather than a FIN (`SO_LINGER` 0):
+/// for a tunnel that ended in an error, so neither end takes a broken
+/// stream for a complete one.
+pub fn reset_on_close(stream: &TcpStream) {
+    // Best effort: the socket may already be reset.
+    let _ = socket2::SockRef::from(stream).set_linger(Some(Duration::ZERO));
+}
+
 fn shutdown_write(stream: &TcpStream) {
     // The peer may already be gone; the other direction reports real errors.
     let _ = socket2::SockRef::from(stream).shutdown(Shutdown::Write);
 }
 
 /// One direction with a user-space buffer until EOF, then shut down writes.
-async fn copy_one_way<R, W>(
-    mut from: R,
-    mut to: W,
-    counter: &DirectionCounter,
-    activity: &Activity,
-) -> io::Result<()>
+async fn copy_one_way<R, W>(mut from: R, mut to: W, books: &DirectionBooks<'_>) -> io::Result<()>
 where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
@@ -338,12 +365,13 @@ where
         if n == 0 {
             // Shutdown errors mean the peer is gone; nothing left to tell it.
             let _ = to.shutdown().await;
+            books.reached_eof();
             return Ok(());
         }
-        activity.touch();
+        books.activity.touch();
         to.write_all(&buf[..n]).await?;
-        activity.touch();
-        counter.account(n).await;
+        books.activity.touch();
+        books.counter.account(n).await;
     }
 }
 
@@ -376,35 +404,16 @@ pub async fn relay_splice(
         }
     };
     let activity = Activity::new();
-    let eof = FirstEof::default();
-    let both = async {
-        tokio::try_join!(
-            eof.watch(
-                true,
-                splice_one_way(
-                    client,
-                    dest,
-                    up,
-                    buffers,
-                    &counters.client_to_dest,
-                    &activity
-                )
-            ),
-            eof.watch(
-                false,
-                splice_one_way(
-                    dest,
-                    client,
-                    down,
-                    buffers,
-                    &counters.dest_to_client,
-                    &activity
-                )
-            ),
-        )
-    };
+    let first_eof = FirstEof::default();
+    let (up_books, down_books) = DirectionBooks::pair(counters, &activity, &first_eof);
+    // The directions are made inside `select!`, so each is stored once.
     tokio::select! {
-        result = both => result.map(|_| eof.outcome()),
+        result = async {
+            tokio::try_join!(
+                splice_one_way(client, dest, up, buffers, &up_books),
+                splice_one_way(dest, client, down, buffers, &down_books),
+            )
+        } => result.map(|_| first_eof.outcome()),
         () = idle_watchdog(&activity, idle_timeout) => Ok(RelayOutcome::IdleTimeout),
     }
 }
@@ -479,16 +488,16 @@ async fn copy_tcp_one_way(
     from: &TcpStream,
     to: &TcpStream,
     pool: &BufferPool,
-    counter: &DirectionCounter,
-    activity: &Activity,
+    books: &DirectionBooks<'_>,
 ) -> io::Result<()> {
     loop {
-        let received = copy_tcp_chunk(from, to, pool, activity).await?;
+        let received = copy_tcp_chunk(from, to, pool, books.activity).await?;
         if received == 0 {
             shutdown_write(to);
+            books.reached_eof();
             return Ok(());
         }
-        counter.account(received).await;
+        books.counter.account(received).await;
     }
 }
 
@@ -501,21 +510,15 @@ pub async fn relay_tcp_copy(
     idle_timeout: Duration,
 ) -> io::Result<RelayOutcome> {
     let activity = Activity::new();
-    let eof = FirstEof::default();
-    let both = async {
-        tokio::try_join!(
-            eof.watch(
-                true,
-                copy_tcp_one_way(client, dest, pool, &counters.client_to_dest, &activity)
-            ),
-            eof.watch(
-                false,
-                copy_tcp_one_way(dest, client, pool, &counters.dest_to_client, &activity)
-            ),
-        )
-    };
+    let first_eof = FirstEof::default();
+    let (up_books, down_books) = DirectionBooks::pair(counters, &activity, &first_eof);
     tokio::select! {
-        result = both => result.map(|_| eof.outcome()),
+        result = async {
+            tokio::try_join!(
+                copy_tcp_one_way(client, dest, pool, &up_books),
+                copy_tcp_one_way(dest, client, pool, &down_books),
+            )
+        } => result.map(|_| first_eof.outcome()),
         () = idle_watchdog(&activity, idle_timeout) => Ok(RelayOutcome::IdleTimeout),
     }
 }
@@ -534,21 +537,15 @@ where
     let activity = Activity::new();
     let (client_read, client_write) = tokio::io::split(client);
     let (dest_read, dest_write) = tokio::io::split(dest);
-    let eof = FirstEof::default();
-    let both = async {
-        tokio::try_join!(
-            eof.watch(
-                true,
-                copy_one_way(client_read, dest_write, &counters.client_to_dest, &activity)
-            ),
-            eof.watch(
-                false,
-                copy_one_way(dest_read, client_write, &counters.dest_to_client, &activity)
-            ),
-        )
-    };
+    let first_eof = FirstEof::default();
+    let (up_books, down_books) = DirectionBooks::pair(counters, &activity, &first_eof);
     tokio::select! {
-        result = both => result.map(|_| eof.outcome()),
+        result = async {
+            tokio::try_join!(
+                copy_one_way(client_read, dest_write, &up_books),
+                copy_one_way(dest_read, client_write, &down_books),
+            )
+        } => result.map(|_| first_eof.outcome()),
         () = idle_watchdog(&activity, idle_timeout) => Ok(RelayOutcome::IdleTimeout),
     }
 }

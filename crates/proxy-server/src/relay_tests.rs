@@ -105,3 +105,30 @@ async fn splice_relays_a_queue_of_small_fragments_without_new_packets() {
     assert_eq!(got, expected);
     drop(sender);
 }
+
+/// The size of `f`'s future, without running it.
+fn future_size<F: std::future::Future>(_: &F) -> usize {
+    std::mem::size_of::<F>()
+}
+
+/// Each direction is stored once in the relay's state: wrapping a
+/// direction in a future that watches for its EOF had stored each twice
+/// (about 900 bytes more per held tunnel).
+#[tokio::test]
+async fn the_splice_relay_stores_each_direction_once() {
+    let (client, dest) = connected_pair().await;
+    let (pipes, buffers) = (PipePool::default(), BufferPool::default());
+    let counters = RelayCounters::default();
+    let (activity, first_eof) = (Activity::new(), FirstEof::default());
+    let (books, _) = DirectionBooks::pair(&counters, &activity, &first_eof);
+    let loan = pipes.loan().unwrap();
+    let direction = splice_one_way(&client, &dest, loan, &buffers, &books);
+    let watchdog = idle_watchdog(&activity, Duration::ZERO);
+    let relay = relay_splice(&client, &dest, &pipes, &buffers, &counters, Duration::ZERO);
+    let parts = 2 * future_size(&direction) + future_size(&watchdog);
+    let whole = future_size(&relay);
+    assert!(
+        whole < parts + 400,
+        "the relay is {whole} bytes for {parts} bytes of directions and watchdog"
+    );
+}

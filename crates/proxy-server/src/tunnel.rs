@@ -150,7 +150,7 @@ impl Tunnel {
             }
         };
         if let Some(aaa) = &ctx.aaa {
-            let record = SessionRecord {
+            aaa.log_session(|| SessionRecord {
                 timestamp: aaa::rfc3339(SystemTime::now()),
                 listener: session.listener.to_string(),
                 peer: session.peer.to_string(),
@@ -163,8 +163,7 @@ impl Tunnel {
                 start: aaa::rfc3339(session.start),
                 duration_seconds: session.start.elapsed().unwrap_or_default().as_secs_f64(),
                 end_reason: end,
-            };
-            aaa.log_session(record);
+            });
         }
     }
 }
@@ -185,20 +184,22 @@ pub fn refused(
         None => warn!(peer = %peer, error = %refusal, "CONNECT refused: no per-identity limits"),
     }
     if let Some(aaa) = &ctx.aaa {
-        let now = aaa::rfc3339(SystemTime::now());
-        aaa.log_session(SessionRecord {
-            timestamp: now.clone(),
-            listener: ctx.listener.to_string(),
-            peer: peer.to_string(),
-            auth_info: request.auth.clone(),
-            source_address: request.source.map(|s| s.ip().to_string()),
-            requested_destination: request.requested.to_string(),
-            connected_destination: None,
-            bytes_client_to_dest: 0,
-            bytes_dest_to_client: 0,
-            start: now,
-            duration_seconds: 0.0,
-            end_reason: SessionEnd::Limit,
+        aaa.log_session(|| {
+            let now = aaa::rfc3339(SystemTime::now());
+            SessionRecord {
+                timestamp: now.clone(),
+                listener: ctx.listener.to_string(),
+                peer: peer.to_string(),
+                auth_info: request.auth.clone(),
+                source_address: request.source.map(|s| s.ip().to_string()),
+                requested_destination: request.requested.to_string(),
+                connected_destination: None,
+                bytes_client_to_dest: 0,
+                bytes_dest_to_client: 0,
+                start: now,
+                duration_seconds: 0.0,
+                end_reason: SessionEnd::Limit,
+            }
         });
     }
 }

@@ -33,7 +33,7 @@ impl QueueConfigCache {
     /// or no handler: the defaults). An error is the policy's text; it is
     /// not cached.
     pub async fn get(&self, args: &QueueConfigArgs) -> Result<Arc<QueueConfig>, String> {
-        let ask = async {
+        let ask = || async {
             match self.policy.call(&GET_QUEUE_CONFIG, args.clone()).await {
                 Ok(Some(Some(config))) => Ok(Arc::new(config.0)),
                 Ok(Some(None) | None) => Ok(Arc::new(QueueConfig::default())),

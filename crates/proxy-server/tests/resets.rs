@@ -1,0 +1,87 @@
+//! How a tunnel's end is passed on: a clean close (FIN) stays a clean
+//! close at the other end, while a reset on either side reaches the other
+//! side as a reset, never as an EOF that would make a truncated stream
+//! look complete.
+
+mod inproc;
+
+use inproc::*;
+use std::io::ErrorKind;
+use std::net::SocketAddr;
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+/// A destination server whose one accepted connection the test drives.
+async fn destination() -> (TcpListener, SocketAddr) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    (listener, addr)
+}
+
+/// A tunnel through `proxy` to `listener`, with one byte relayed each way
+/// so both directions are under way; the client and the destination's
+/// accepted socket.
+async fn open_tunnel(proxy: SocketAddr, listener: &TcpListener) -> (TcpStream, TcpStream) {
+    let mut client = tunnel(proxy, listener.local_addr().unwrap()).await;
+    let (mut accepted, _) = listener.accept().await.unwrap();
+    client.write_all(b"a").await.unwrap();
+    assert_eq!(read_exact::<1>(&mut accepted).await.unwrap(), *b"a");
+    accepted.write_all(b"b").await.unwrap();
+    assert_eq!(read_exact::<1>(&mut client).await.unwrap(), *b"b");
+    (client, accepted)
+}
+
+/// Close `stream` with a reset.
+fn reset(stream: TcpStream) {
+    socket2::SockRef::from(&stream)
+        .set_linger(Some(Duration::ZERO))
+        .unwrap();
+    drop(stream);
+}
+
+/// What the next read of `stream` sees: `Ok(n)` bytes or the error kind.
+async fn next_read(stream: &mut TcpStream) -> Result<usize, ErrorKind> {
+    let mut buf = [0u8; 16];
+    stream.read(&mut buf).await.map_err(|err| err.kind())
+}
+
+#[tokio::test]
+async fn a_client_reset_reaches_the_destination_as_a_reset() {
+    let proxy = start(&policy(&[""])).await;
+    let (listener, _) = destination().await;
+    let (client, mut accepted) = open_tunnel(proxy.addr(), &listener).await;
+    reset(client);
+    assert_eq!(
+        next_read(&mut accepted).await,
+        Err(ErrorKind::ConnectionReset)
+    );
+}
+
+#[tokio::test]
+async fn a_destination_reset_reaches_the_client_as_a_reset() {
+    let proxy = start(&policy(&[""])).await;
+    let (listener, _) = destination().await;
+    let (mut client, accepted) = open_tunnel(proxy.addr(), &listener).await;
+    reset(accepted);
+    assert_eq!(
+        next_read(&mut client).await,
+        Err(ErrorKind::ConnectionReset)
+    );
+}
+
+/// A client's FIN is a half-close: the destination sees EOF and can still
+/// answer, and the client gets the answer and then EOF.
+#[tokio::test]
+async fn a_clean_close_stays_a_clean_close() {
+    let proxy = start(&policy(&[""])).await;
+    let (listener, _) = destination().await;
+    let (mut client, mut accepted) = open_tunnel(proxy.addr(), &listener).await;
+    client.shutdown().await.unwrap();
+    assert_eq!(next_read(&mut accepted).await, Ok(0));
+    accepted.write_all(b"late").await.unwrap();
+    drop(accepted);
+    let mut rest = Vec::new();
+    client.read_to_end(&mut rest).await.unwrap();
+    assert_eq!(rest, b"late");
+}
