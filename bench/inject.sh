@@ -10,10 +10,12 @@
 #   CONNECTIONS=32 DURATION=20 bench/inject.sh
 #   SPOOL_FILES=1 bench/inject.sh   # data and meta in one redb file
 #   NEPHELE_BIN=/path/to/nephele bench/inject.sh   # that binary, no build
-#   IDEMPOTENCY_KEYS=compare bench/inject.sh   # three runs against the
-#                                   # same daemon: without keys, with a new
-#                                   # Idempotency-Key per request, without
-#                                   # again; prints with / mean(without)
+#   IDEMPOTENCY_KEYS=compare bench/inject.sh   # runs against the same
+#                                   # daemon: a warm-up (not compared), then
+#                                   # ROUNDS (3) pairs of runs without keys
+#                                   # and with a new Idempotency-Key per
+#                                   # request, in alternating order; prints
+#                                   # the medians and with / without
 #                                   # (IDEMPOTENCY_KEYS=1: only with keys)
 #   DELIVERY=none bench/inject.sh   # no delivery during the run (the queue
 #                                   # is SMTP through an undefined egress
@@ -93,27 +95,44 @@ run_wrk() {
     # CPU per message depends less on other load on the machine than the rate.
     acknowledged=$(sed -n 's/^acknowledged: \([0-9]*\).*/\1/p' "$work/wrk.out")
     ticks=$(( $(cpu_ticks) - ticks_before ))
+    local cpu_us=0
     if [[ ${acknowledged:-0} -gt 0 ]]; then
-        echo "nephele CPU: $(( ticks * 1000000 / $(getconf CLK_TCK) / acknowledged )) µs per acknowledged message (delivery included)"
+        cpu_us=$(( ticks * 1000000 / $(getconf CLK_TCK) / acknowledged ))
+        echo "nephele CPU: $cpu_us µs per acknowledged message (delivery included)"
     fi
-    sed -n 's/^acknowledged: .*messages\/s: \([0-9]*\).*/\1/p' "$work/wrk.out" >>"$work/rate"
+    echo "$keys $(sed -n 's/^acknowledged: .*messages\/s: \([0-9]*\).*/\1/p' "$work/wrk.out") $cpu_us" >>"$work/rate"
 }
 case $IDEMPOTENCY_KEYS in
     0) run_wrk 0 "without Idempotency-Key" ;;
     1) run_wrk 1 "with an Idempotency-Key per request" ;;
     compare)
-        # Without, with, without again: the run with keys is compared with
-        # the mean of the two around it, so a spool and Maildir that grow
-        # during the runs do not favour either side.
-        run_wrk 0 "without Idempotency-Key"
-        run_wrk 1 "with an Idempotency-Key per request"
-        run_wrk 0 "without Idempotency-Key, again"
-        before=$(sed -n 1p "$work/rate")
-        with=$(sed -n 2p "$work/rate")
-        after=$(sed -n 3p "$work/rate")
-        awk -v w="$with" -v a="$before" -v b="$after" 'BEGIN {
-            if (a + b > 0) printf "with/without Idempotency-Key: %d / mean(%d, %d) messages/s = %.2fx\n", w, a, b, 2 * w / (a + b)
-        }'
+        # A warm-up first (a daemon's first requests pay for growing
+        # caches and files), then pairs of runs in alternating order
+        # (without, with; with, without; ...) so a spool that grows during
+        # the runs favours neither side; medians of each side.
+        run_wrk 0 "warm-up without Idempotency-Key (not compared)"
+        : >"$work/rate"
+        for round in $(seq "${ROUNDS:-3}"); do
+            order="0 1"
+            (( round % 2 == 0 )) && order="1 0"
+            for keys in $order; do
+                if [[ $keys == 1 ]]; then
+                    run_wrk 1 "round $round: with an Idempotency-Key per request"
+                else
+                    run_wrk 0 "round $round: without Idempotency-Key"
+                fi
+            done
+        done
+        /usr/bin/python3 - "$work/rate" <<'PY'
+import statistics, sys
+runs = [line.split() for line in open(sys.argv[1]) if line.strip()]
+def median(keys, column):
+    return statistics.median(int(r[column]) for r in runs if r[0] == keys)
+with_rate, without_rate = median("1", 1), median("0", 1)
+with_cpu, without_cpu = median("1", 2), median("0", 2)
+print(f"with/without Idempotency-Key: median {with_rate:.0f} / {without_rate:.0f} messages/s = {with_rate / without_rate:.2f}x; "
+      f"CPU per message {with_cpu:.0f} / {without_cpu:.0f} µs = {with_cpu / without_cpu:.2f}x")
+PY
         ;;
 esac
 

@@ -7,26 +7,40 @@ use serde_json::{Map, Value};
 use std::fmt;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-/// A message id: 32 lowercase hex digits, random.
+/// A message id: 32 lowercase hex digits, ordered by creation time (the
+/// layout of a UUIDv7: 48 bits of Unix milliseconds, then random bits).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct MessageId(String);
 
 impl MessageId {
-    /// A new random id. Falls back to time and a counter if the system has
-    /// no randomness to give (ids must stay unique, not secret).
+    /// A new id: the time now in milliseconds, then 80 random bits. Ids
+    /// made in order sort in order, so the spool's B-trees grow at their
+    /// end instead of rewriting a random leaf per message. Falls back to a
+    /// counter for the random part if the system has no randomness to give
+    /// (ids must stay unique, not secret).
     pub fn generate() -> Self {
+        Self::made_at(SystemTime::now())
+    }
+
+    fn made_at(now: SystemTime) -> Self {
+        let millis = now
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_millis() as u64;
         let mut bytes = [0u8; 16];
-        if getrandom::fill(&mut bytes).is_err() {
+        bytes[..6].copy_from_slice(&millis.to_be_bytes()[2..]);
+        if getrandom::fill(&mut bytes[6..]).is_err() {
             use std::sync::atomic::{AtomicU64, Ordering};
             static COUNTER: AtomicU64 = AtomicU64::new(0);
-            let nanos = SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .unwrap_or_default()
-                .as_nanos() as u64;
-            bytes[..8].copy_from_slice(&nanos.to_be_bytes());
-            bytes[8..].copy_from_slice(&COUNTER.fetch_add(1, Ordering::Relaxed).to_be_bytes());
+            let count = COUNTER.fetch_add(1, Ordering::Relaxed);
+            bytes[8..].copy_from_slice(&count.to_be_bytes());
         }
-        MessageId(bytes.iter().map(|b| format!("{b:02x}")).collect())
+        let mut text = String::with_capacity(32);
+        for byte in bytes {
+            use std::fmt::Write;
+            let _ = write!(text, "{byte:02x}");
+        }
+        MessageId(text)
     }
 
     /// An id read back from storage.
@@ -226,6 +240,19 @@ mod tests {
         assert_eq!(a.as_str().len(), 32);
         assert!(a.as_str().bytes().all(|b| b.is_ascii_hexdigit()));
         assert_ne!(a, MessageId::generate());
+    }
+
+    /// Ids sort by the millisecond they were made in.
+    #[test]
+    fn ids_made_later_sort_later() {
+        let now = UNIX_EPOCH + Duration::from_millis(1_796_000_000_123);
+        for later in [1, 2, 1_000, 86_400_000] {
+            let first = MessageId::made_at(now);
+            let second = MessageId::made_at(now + Duration::from_millis(later));
+            assert!(first < second, "{first} then {second}");
+        }
+        let stamped = u64::from_str_radix(&MessageId::made_at(now).as_str()[..12], 16).unwrap();
+        assert_eq!(stamped, 1_796_000_000_123, "the first 48 bits are the time");
     }
 
     #[test]

@@ -460,17 +460,15 @@ fn a_worker_past_render_timeout_is_killed_and_replaced() {
     // Seconds of work with little fuel and no output: the worker cannot
     // notice its deadline itself, so the daemon kills it.
     let busy = "{% for i in range(1000) %}{% set n = ('x' * 50000000)|length %}{% endfor %}";
-    let started = Instant::now();
     let reply = inject(&daemon, &message_to(one("a@example.com"), json!(busy)), &[]);
+    // The render timeout's answer, not the listener's request_timeout's
+    // (which would close the request without this body): no clock needed.
     assert_eq!(reply.status, 408, "{}", reply.body);
     assert!(
         reply.body.contains("within render_timeout (1s)"),
         "{}",
         reply.body
     );
-    let elapsed = started.elapsed();
-    // Before the listener's request_timeout (3 s).
-    assert!(elapsed < Duration::from_millis(2500), "{elapsed:?}");
     only_good_messages_are_delivered(&ws, &daemon);
     let now = render_workers(&daemon);
     assert!(!now.contains(&worker), "{worker} was killed: {now:?}");

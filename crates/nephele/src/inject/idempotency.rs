@@ -15,10 +15,13 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// Spool ids of idempotency records start with this (message ids are 32 hex
-/// digits, so they never do). The full id is `PREFIX` + scope hash + `.` +
-/// a nanosecond stamp: each record has its own id, so removing an expired
-/// record never removes a newer one for the same key committed in the same
-/// spool batch (a batch stores before it removes).
+/// digits, so they never do). The full id is `PREFIX` + a nanosecond stamp
+/// (20 digits) + `.` + scope hash: each record has its own id, so removing
+/// an expired record never removes a newer one for the same key committed
+/// in the same spool batch (a batch stores before it removes), and records
+/// made in order sort in order, so they are appended to the spool's B-tree
+/// rather than each rewriting a random leaf. (Records stored before the
+/// stamp came first, scope hash + `.` + stamp, load too.)
 pub const RECORD_PREFIX: &str = "idempotency:";
 
 /// The longest key accepted.
@@ -78,8 +81,16 @@ pub struct Claim {
     state: Arc<Mutex<State>>,
 }
 
+/// Hex digits of a scope hash (SHA-256).
+const SCOPE_LEN: usize = 64;
+
 fn hex(digest: impl AsRef<[u8]>) -> String {
-    digest.as_ref().iter().map(|b| format!("{b:02x}")).collect()
+    use std::fmt::Write;
+    let mut text = String::with_capacity(2 * digest.as_ref().len());
+    for byte in digest.as_ref() {
+        let _ = write!(text, "{byte:02x}");
+    }
+    text
 }
 
 fn unix_now() -> u64 {
@@ -115,12 +126,14 @@ impl IdempotencyStore {
                 let Some(rest) = id.strip_prefix(RECORD_PREFIX) else {
                     return;
                 };
-                let scope = rest.split('.').next().unwrap_or(rest).to_owned();
-                let Ok(mut record) = serde_json::from_slice::<Record>(meta) else {
+                let scope = rest.split('.').find(|part| part.len() == SCOPE_LEN);
+                let (Some(scope), Ok(mut record)) = (scope, serde_json::from_slice::<Record>(meta))
+                else {
                     stale.push(id.to_owned());
                     return;
                 };
                 record.spool_id = id.to_owned();
+                let scope = scope.to_owned();
                 match records.get(&scope) {
                     Some(held) if held.expires >= record.expires => stale.push(record.spool_id),
                     _ => {
@@ -218,7 +231,7 @@ impl IdempotencyStore {
             status,
             response: response.to_owned(),
             expires: unix_now() + self.retention.as_secs(),
-            spool_id: format!("{RECORD_PREFIX}{}.{stamp}", claim.id),
+            spool_id: format!("{RECORD_PREFIX}{stamp:020}.{}", claim.id),
         };
         SpoolEntry {
             id: record.spool_id.clone(),
@@ -301,8 +314,19 @@ mod tests {
             entries.push(store.entry(&claim, 200, answer));
         }
         assert_ne!(entries[0].id, entries[1].id, "each record has its own id");
+        assert!(
+            entries[0].id < entries[1].id,
+            "records sort in the order made"
+        );
+        // A record stored before the stamp came first in the id.
+        let store = IdempotencyStore::load(None, Duration::from_secs(3600)).unwrap();
+        let Lookup::New(claim) = store.lookup("bob", b"k", b"body", &mut Vec::new()) else {
+            panic!("first use");
+        };
+        let mut older_layout = store.entry(&claim, 202, "older layout");
+        older_layout.id = format!("{RECORD_PREFIX}{}.1796000000000000000", claim.id);
         let batch = spool::SpoolBatch {
-            store: entries.clone(),
+            store: [entries.clone(), vec![older_layout]].concat(),
             remove: Vec::new(),
         };
         spool.apply(&batch).unwrap();
@@ -313,5 +337,9 @@ mod tests {
             other => panic!("{other:?}"),
         }
         assert_eq!(expired, [entries[0].id.clone()]);
+        match store.lookup("bob", b"k", b"body", &mut expired) {
+            Lookup::Replay(202, body) => assert_eq!(body, "older layout"),
+            other => panic!("{other:?}"),
+        }
     }
 }
