@@ -122,9 +122,11 @@ impl Tunnel {
     /// ([`crate::outbound::keepalive_later`]). The relay is made here, in
     /// place, rather than passed in as a future: a future passed by value
     /// is held once by the caller and once more by this one, and a held
-    /// tunnel's task is counted in KiB.
+    /// tunnel's task is counted in KiB. For the same reason the tunnel is
+    /// borrowed, not moved in: the caller drops it (closing its books)
+    /// when this returns.
     pub async fn run<F>(
-        self,
+        &self,
         ctx: &ListenerContext,
         dest: Option<&TcpStream>,
         relay: impl FnOnce() -> F,
