@@ -334,14 +334,6 @@ fn raw_read(stream: &TcpStream, buffer: &mut [u8]) -> io::Result<usize> {
     }
 }
 
-/// Make closing `stream` send a reset rather than a FIN (`SO_LINGER` 0):
-/// for a tunnel that ended in an error, so neither end takes a broken
-/// stream for a complete one.
-pub fn reset_on_close(stream: &TcpStream) {
-    // Best effort: the socket may already be reset.
-    let _ = socket2::SockRef::from(stream).set_linger(Some(Duration::ZERO));
-}
-
 fn shutdown_write(stream: &TcpStream) {
     // The peer may already be gone; the other direction reports real errors.
     let _ = socket2::SockRef::from(stream).shutdown(Shutdown::Write);

@@ -465,20 +465,11 @@ async fn serve_plain(
     let splice = ctx.params.use_splice && !tunnel.shaped();
     let idle = ctx.params.idle_timeout;
     let relay = move || async move {
-        let result = if splice {
+        if splice {
             relay::relay_splice(client, dest, &ctx.pipes, &ctx.buffers, counters, idle).await
         } else {
             relay::relay_tcp_copy(client, dest, &ctx.buffers, counters, idle).await
-        };
-        if result.is_err() {
-            // Mostly a client's reset: pass the abort on to both ends
-            // (one call is wasted on the end that reset), since the FIN a
-            // plain close sends would claim the stream ended cleanly. The
-            // aborted destination socket skips FIN_WAIT and TIME_WAIT.
-            relay::reset_on_close(client);
-            relay::reset_on_close(dest);
         }
-        result
     };
     tunnel.run(ctx, Some(dest), relay).await;
 }
