@@ -54,21 +54,21 @@ async fn sees_the_end(stream: &mut TcpStream) -> bool {
 }
 
 #[tokio::test]
-async fn a_client_reset_ends_the_tunnel_at_the_destination() {
+async fn a_reset_on_either_side_ends_the_tunnel_at_the_other() {
     let proxy = start(&policy(&[""])).await;
     let (listener, _) = destination().await;
-    let (client, mut accepted) = open_tunnel(proxy.addr(), &listener).await;
-    reset(client);
-    assert!(sees_the_end(&mut accepted).await);
-}
-
-#[tokio::test]
-async fn a_destination_reset_ends_the_tunnel_at_the_client() {
-    let proxy = start(&policy(&[""])).await;
-    let (listener, _) = destination().await;
-    let (mut client, accepted) = open_tunnel(proxy.addr(), &listener).await;
-    reset(accepted);
-    assert!(sees_the_end(&mut client).await);
+    for client_resets in [true, false] {
+        let (client, accepted) = open_tunnel(proxy.addr(), &listener).await;
+        let (resetting, mut other) = match client_resets {
+            true => (client, accepted),
+            false => (accepted, client),
+        };
+        reset(resetting);
+        assert!(
+            sees_the_end(&mut other).await,
+            "client resets: {client_resets}"
+        );
+    }
 }
 
 /// A client's FIN is a half-close: the destination sees EOF and can still
