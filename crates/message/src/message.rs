@@ -35,12 +35,7 @@ impl MessageId {
             let count = COUNTER.fetch_add(1, Ordering::Relaxed);
             bytes[8..].copy_from_slice(&count.to_be_bytes());
         }
-        let mut text = String::with_capacity(32);
-        for byte in bytes {
-            use std::fmt::Write;
-            let _ = write!(text, "{byte:02x}");
-        }
-        MessageId(text)
+        MessageId(data_encoding::HEXLOWER.encode(&bytes))
     }
 
     /// An id read back from storage.

@@ -117,7 +117,7 @@ impl SharedStateParams {
         Ok(Fleet {
             redis,
             prefix: options.key_prefix,
-            node: node.iter().map(|b| format!("{b:02x}")).collect(),
+            node: data_encoding::HEXLOWER.encode(&node),
             lease: options.session_lease,
             timeout: options.timeout,
             retry_after: options.retry_after,

@@ -11,11 +11,9 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
-/// A destination server whose one accepted connection the test drives.
-async fn destination() -> (TcpListener, SocketAddr) {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    (listener, addr)
+/// A destination server whose accepted connections the test drives.
+async fn destination() -> TcpListener {
+    TcpListener::bind("127.0.0.1:0").await.unwrap()
 }
 
 /// A tunnel through `proxy` to `listener`, with one byte relayed each way
@@ -56,7 +54,7 @@ async fn sees_the_end(stream: &mut TcpStream) -> bool {
 #[tokio::test]
 async fn a_reset_on_either_side_ends_the_tunnel_at_the_other() {
     let proxy = start(&policy(&[""])).await;
-    let (listener, _) = destination().await;
+    let listener = destination().await;
     for client_resets in [true, false] {
         let (client, accepted) = open_tunnel(proxy.addr(), &listener).await;
         let (resetting, mut other) = match client_resets {
@@ -76,7 +74,7 @@ async fn a_reset_on_either_side_ends_the_tunnel_at_the_other() {
 #[tokio::test]
 async fn a_clean_close_stays_a_clean_close() {
     let proxy = start(&policy(&[""])).await;
-    let (listener, _) = destination().await;
+    let listener = destination().await;
     let (mut client, mut accepted) = open_tunnel(proxy.addr(), &listener).await;
     client.shutdown().await.unwrap();
     assert_eq!(next_read(&mut accepted).await, Ok(0));

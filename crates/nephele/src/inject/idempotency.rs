@@ -6,6 +6,7 @@
 //! durable without its record, nor the reverse), and are loaded again at
 //! start. Keys, identities and bodies are only ever held as SHA-256 hashes.
 
+use data_encoding::HEXLOWER;
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -83,15 +84,6 @@ pub struct Claim {
 
 /// Hex digits of a scope hash (SHA-256).
 const SCOPE_LEN: usize = 64;
-
-fn hex(digest: impl AsRef<[u8]>) -> String {
-    use std::fmt::Write;
-    let mut text = String::with_capacity(2 * digest.as_ref().len());
-    for byte in digest.as_ref() {
-        let _ = write!(text, "{byte:02x}");
-    }
-    text
-}
 
 fn unix_now() -> u64 {
     SystemTime::now()
@@ -179,8 +171,8 @@ impl IdempotencyStore {
         scope.update((identity.len() as u64).to_be_bytes());
         scope.update(identity.as_bytes());
         scope.update(key);
-        let id = hex(scope.finalize());
-        let body = hex(Sha256::digest(body));
+        let id = HEXLOWER.encode(&scope.finalize());
+        let body = HEXLOWER.encode(&Sha256::digest(body));
         let mut state = self.state.lock();
         self.sweep(&mut state, expired);
         if let Some(record) = state.records.get(&id) {
