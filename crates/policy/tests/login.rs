@@ -100,24 +100,28 @@ fn refused() -> Result<LoginVerdict, String> {
     Ok(LoginVerdict::Refused("wrong password".into()))
 }
 
+/// `times` logins with wrong passwords (`bad0`, `bad1`, ...), each refused.
+async fn fail_logins(
+    logins: &LoginPipeline,
+    limit: Option<&ListenerFailureLimit>,
+    counts: &Counts,
+    times: usize,
+    asked: &AtomicUsize,
+) {
+    for n in 0..times {
+        let password = format!("bad{n}");
+        let outcome = login(logins, limit, counts, &password, refused(), asked).await;
+        assert_eq!(outcome, LoginOutcome::Refused);
+    }
+}
+
 #[tokio::test(start_paused = true)]
 async fn a_blocked_client_is_refused_without_asking_until_the_block_ends() {
     let dir = tempfile::tempdir().unwrap();
     let logins = pipeline(&dir, Duration::ZERO);
     let limit = limit(3);
     let (counts, asked) = (Counts::default(), AtomicUsize::new(0));
-    for n in 0..3 {
-        let outcome = login(
-            &logins,
-            Some(&limit),
-            &counts,
-            &format!("bad{n}"),
-            refused(),
-            &asked,
-        )
-        .await;
-        assert_eq!(outcome, LoginOutcome::Refused);
-    }
+    fail_logins(&logins, Some(&limit), &counts, 3, &asked).await;
     let outcome = login(&logins, Some(&limit), &counts, "bad3", refused(), &asked).await;
     assert_eq!(outcome, LoginOutcome::Refused, "the 4th failure blocks");
     assert_eq!(asked.load(Ordering::Relaxed), 4);
@@ -204,17 +208,6 @@ async fn without_a_limiter_failures_never_block() {
     let dir = tempfile::tempdir().unwrap();
     let logins = pipeline(&dir, Duration::ZERO);
     let (counts, asked) = (Counts::default(), AtomicUsize::new(0));
-    for n in 0..50 {
-        let outcome = login(
-            &logins,
-            None,
-            &counts,
-            &format!("bad{n}"),
-            refused(),
-            &asked,
-        )
-        .await;
-        assert_eq!(outcome, LoginOutcome::Refused);
-    }
+    fail_logins(&logins, None, &counts, 50, &asked).await;
     assert_eq!(counts.blocked.load(Ordering::Relaxed), 0);
 }
