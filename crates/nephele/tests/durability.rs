@@ -128,8 +128,7 @@ kumo.on('init', function() kumo.start_http_listener { listen = '127.0.0.1:0' } e
     );
     let daemon = ws.start();
     let reply = inject(&daemon, &one_message(), &[]);
-    assert_eq!(reply.status, 503);
-    assert!(reply.body.contains("no spool is defined"), "{}", reply.body);
+    reply.assert_refused(503, "no spool is defined");
     let live = curl(&daemon.url("/api/check-liveness/v1"), &[]);
     assert_eq!(live.status, 503);
     daemon.stop();

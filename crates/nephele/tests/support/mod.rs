@@ -322,6 +322,17 @@ pub struct HttpReply {
 }
 
 impl HttpReply {
+    /// Assert a refusal: `status`, with `needle` in the body.
+    #[track_caller]
+    pub fn assert_refused(&self, status: u16, needle: &str) {
+        assert_eq!(self.status, status, "{}", self.body);
+        assert!(
+            self.body.contains(needle),
+            "{needle:?} not in {}",
+            self.body
+        );
+    }
+
     /// The body as JSON.
     pub fn json(&self) -> serde_json::Value {
         serde_json::from_str(&self.body)
