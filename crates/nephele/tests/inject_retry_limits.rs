@@ -212,3 +212,44 @@ fn identity_limits_are_cached_enforced_and_fail_closed() {
     assert_eq!(calls(ws.dir()), before + 1, "re-read after the bump");
     daemon.stop();
 }
+
+/// `max_idempotency_records`: past it a new key is refused with `503` and
+/// `Retry-After`, spooling nothing, while a repeat of a held key still
+/// gets its answer and requests without a key go on.
+#[test]
+fn new_keys_past_max_idempotency_records_are_refused() {
+    let init = POLICY_INIT.replace(
+        "kumo.start_http_listener",
+        "kumo.configure_injection { max_idempotency_records = 1 }\n  kumo.start_http_listener",
+    );
+    let ws = Workspace::new(&format!("{init}{POLICY_AUTH}{POLICY_MAILDIR_QUEUE}"));
+    let daemon = ws.start();
+    let first_body = body(&["a@example.com"], "kept");
+    let first_key = ["-u", "scott:tiger", "-H", "Idempotency-Key: first"];
+    let first = post(&daemon, &first_body, &first_key);
+    assert_eq!(first.reply.status, 200, "{}", first.reply.body);
+    let full = post(
+        &daemon,
+        &body(&["b@example.com"], "refused"),
+        &["-u", "scott:tiger", "-H", "Idempotency-Key: second"],
+    );
+    full.reply.assert_refused(503, "max_idempotency_records");
+    assert_eq!(full.header("retry-after").as_deref(), Some("60"));
+    let again = post(&daemon, &first_body, &first_key);
+    assert_eq!(again.reply.body, first.reply.body);
+    let unkeyed = post(
+        &daemon,
+        &body(&["c@example.com"], "no key"),
+        &["-u", "scott:tiger"],
+    );
+    assert_eq!(unkeyed.reply.status, 200, "{}", unkeyed.reply.body);
+    wait_for("two deliveries", WAIT_TIMEOUT, || {
+        (ws.maildir_messages().len() == 2).then_some(())
+    });
+    let delivered = ws.maildir_messages().join("\n");
+    assert!(
+        !delivered.contains("refused"),
+        "the refused request was delivered"
+    );
+    daemon.stop();
+}

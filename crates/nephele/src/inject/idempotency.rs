@@ -28,8 +28,9 @@ pub const RECORD_PREFIX: &str = "idempotency:";
 /// The longest key accepted.
 pub const MAX_KEY_LEN: usize = 255;
 
-/// Expired records are swept at most this often.
-const SWEEP_INTERVAL: Duration = Duration::from_secs(60);
+/// Expired records are swept at most this often (and a full store
+/// answers `Retry-After` with it).
+pub const SWEEP_INTERVAL: Duration = Duration::from_secs(60);
 
 /// What a request with a key must do.
 #[derive(Debug)]
@@ -42,6 +43,9 @@ pub enum Lookup {
     InFlight,
     /// Process the request; the guard holds the key until it is dropped.
     New(Claim),
+    /// `max_idempotency_records` are held (or being made): `503` until
+    /// expired ones are swept.
+    Full,
 }
 
 /// A recorded answer, as stored in the spool's meta record.
@@ -73,6 +77,8 @@ struct State {
 pub struct IdempotencyStore {
     state: Arc<Mutex<State>>,
     retention: Duration,
+    /// Most records held and keys being processed at once.
+    max_records: usize,
 }
 
 /// The key of a request being processed: released when dropped.
@@ -98,19 +104,28 @@ pub fn valid_key(key: &[u8]) -> bool {
 }
 
 impl IdempotencyStore {
-    /// [`IdempotencyStore::load`] with the retention of `limits` (the
-    /// default without `kumo.configure_injection`).
+    /// [`IdempotencyStore::load`] with the retention and bound of `limits`
+    /// (the defaults without `kumo.configure_injection`).
     pub fn for_spool(
         spool: Option<&dyn Spool>,
         limits: Option<&super::limits::InjectionLimits>,
     ) -> anyhow::Result<Self> {
-        let retention = limits.cloned().unwrap_or_default().idempotency_retention;
-        Self::load(spool, retention)
+        let limits = limits.cloned().unwrap_or_default();
+        Self::load(
+            spool,
+            limits.idempotency_retention,
+            limits.max_idempotency_records,
+        )
     }
 
-    /// Load the unexpired records of `spool` (blocking; at start). Expired
-    /// ones are removed by the first sweep.
-    pub fn load(spool: Option<&dyn Spool>, retention: Duration) -> anyhow::Result<Self> {
+    /// Load the records of `spool` (blocking; at start); at most
+    /// `max_records` are then held and claimed at once. Expired ones are
+    /// removed by the first sweep.
+    pub fn load(
+        spool: Option<&dyn Spool>,
+        retention: Duration,
+        max_records: usize,
+    ) -> anyhow::Result<Self> {
         let mut records: HashMap<String, Record> = HashMap::new();
         let mut stale = Vec::new();
         if let Some(spool) = spool {
@@ -144,6 +159,7 @@ impl IdempotencyStore {
                 last_sweep: UNIX_EPOCH,
             })),
             retention,
+            max_records,
         })
     }
 
@@ -184,9 +200,15 @@ impl IdempotencyStore {
                 };
             }
         }
-        if !state.in_flight.insert(id.clone()) {
+        if state.in_flight.contains(&id) {
             return Lookup::InFlight;
         }
+        // A key whose record expired replaces it; any other adds one.
+        let adds = !state.records.contains_key(&id);
+        if adds && state.records.len() + state.in_flight.len() >= self.max_records {
+            return Lookup::Full;
+        }
+        state.in_flight.insert(id.clone());
         Lookup::New(Claim {
             id,
             body,
@@ -264,7 +286,7 @@ mod tests {
 
     #[test]
     fn repeats_replay_mismatches_and_concurrent_claims_are_told_apart() {
-        let store = IdempotencyStore::load(None, Duration::from_secs(3600)).unwrap();
+        let store = IdempotencyStore::load(None, Duration::from_secs(3600), 100).unwrap();
         let mut expired = Vec::new();
         let Lookup::New(claim) = store.lookup("alice", b"k1", b"body", &mut expired) else {
             panic!("first use");
@@ -293,13 +315,61 @@ mod tests {
         assert!(valid_key(b"a-key_1") && !valid_key(b"") && !valid_key(b"a key"));
     }
 
+    /// At most `max_records` are held or claimed; past it a new key is
+    /// refused, while repeats of held keys still replay and a key whose
+    /// record expired may take its place.
+    #[test]
+    fn the_store_is_bounded() {
+        let store = IdempotencyStore::load(None, Duration::from_secs(3600), 2).unwrap();
+        let mut expired = Vec::new();
+        let Lookup::New(first) = store.lookup("alice", b"k1", b"body", &mut expired) else {
+            panic!("first key");
+        };
+        let entry = store.entry(&first, 200, "one");
+        store.recorded(first, &entry);
+        let Lookup::New(second) = store.lookup("alice", b"k2", b"body", &mut expired) else {
+            panic!("second key");
+        };
+        assert!(matches!(
+            store.lookup("alice", b"k3", b"body", &mut expired),
+            Lookup::Full
+        ));
+        assert!(matches!(
+            store.lookup("alice", b"k1", b"body", &mut expired),
+            Lookup::Replay(200, _)
+        ));
+        drop(second);
+        assert!(matches!(
+            store.lookup("alice", b"k3", b"body", &mut expired),
+            Lookup::New(_)
+        ));
+
+        let store = IdempotencyStore::load(None, Duration::ZERO, 1).unwrap();
+        let Lookup::New(claim) = store.lookup("bob", b"k", b"body", &mut expired) else {
+            panic!("first use");
+        };
+        let entry = store.entry(&claim, 200, "expires at once");
+        store.recorded(claim, &entry);
+        assert!(matches!(
+            store.lookup("bob", b"other", b"body", &mut expired),
+            Lookup::Full
+        ));
+        assert!(
+            matches!(
+                store.lookup("bob", b"k", b"body", &mut expired),
+                Lookup::New(_)
+            ),
+            "an expired record's key is claimed again"
+        );
+    }
+
     #[test]
     fn records_come_back_from_the_spool_and_replaced_ones_are_removed() {
         let dir = tempfile::tempdir().unwrap();
         let spool = spool::RedbSpool::open(dir.path(), None).unwrap();
         let mut entries = Vec::new();
         for (retention, answer) in [(1, "old"), (3600, "new")] {
-            let store = IdempotencyStore::load(None, Duration::from_secs(retention)).unwrap();
+            let store = IdempotencyStore::load(None, Duration::from_secs(retention), 100).unwrap();
             let Lookup::New(claim) = store.lookup("alice", b"k", b"body", &mut Vec::new()) else {
                 panic!("first use");
             };
@@ -311,7 +381,7 @@ mod tests {
             "records sort in the order made"
         );
         // A record stored before the stamp came first in the id.
-        let store = IdempotencyStore::load(None, Duration::from_secs(3600)).unwrap();
+        let store = IdempotencyStore::load(None, Duration::from_secs(3600), 100).unwrap();
         let Lookup::New(claim) = store.lookup("bob", b"k", b"body", &mut Vec::new()) else {
             panic!("first use");
         };
@@ -322,7 +392,7 @@ mod tests {
             remove: Vec::new(),
         };
         spool.apply(&batch).unwrap();
-        let store = IdempotencyStore::load(Some(&spool), Duration::from_secs(3600)).unwrap();
+        let store = IdempotencyStore::load(Some(&spool), Duration::from_secs(3600), 100).unwrap();
         let mut expired = Vec::new();
         match store.lookup("alice", b"k", b"body", &mut expired) {
             Lookup::Replay(200, body) => assert_eq!(body, "new"),

@@ -49,6 +49,12 @@ pub struct InjectionLimits {
         serialize_with = "serialize_seconds"
     )]
     pub idempotency_retention: Duration,
+    /// Most `Idempotency-Key` records held at once (each about 300 bytes
+    /// of memory and a spool row until it expires); a request with a new
+    /// key past it is refused with `503` and `Retry-After` until expired
+    /// records are swept.
+    #[serde(default = "default_max_idempotency_records")]
+    pub max_idempotency_records: usize,
     /// Address space of one render worker process (`RLIMIT_AS`): a request
     /// whose templates grow values past it (string concatenation, list
     /// repetition, ...) kills only its worker and is refused with `413`
@@ -75,6 +81,7 @@ impl Default for InjectionLimits {
             render_timeout: default_render_timeout(),
             render_threads: default_render_threads(),
             idempotency_retention: default_idempotency_retention(),
+            max_idempotency_records: default_max_idempotency_records(),
             max_render_memory: default_max_render_memory(),
         }
     }
@@ -89,6 +96,7 @@ impl InjectionLimits {
             ("max_recipients", self.max_recipients),
             ("max_request_bytes", self.max_request_bytes),
             ("render_threads", self.render_threads),
+            ("max_idempotency_records", self.max_idempotency_records),
         ] {
             if value == 0 {
                 anyhow::bail!("{key} must be at least 1");
@@ -125,6 +133,10 @@ fn default_max_request_bytes() -> usize {
 /// client's retries.
 fn default_idempotency_retention() -> Duration {
     Duration::from_secs(24 * 3600)
+}
+/// About 300 MB of records at most: a day of 11 keyed requests a second.
+fn default_max_idempotency_records() -> usize {
+    1_000_000
 }
 fn default_render_timeout() -> Duration {
     Duration::from_secs(30)
@@ -374,15 +386,25 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("max_recipient"), "{err}");
-        let zero = InjectionLimits {
-            render_threads: 0,
-            ..InjectionLimits::default()
-        };
-        assert!(zero
-            .validate()
-            .unwrap_err()
-            .to_string()
-            .contains("render_threads"));
+        for (zero, key) in [
+            (
+                InjectionLimits {
+                    render_threads: 0,
+                    ..InjectionLimits::default()
+                },
+                "render_threads",
+            ),
+            (
+                InjectionLimits {
+                    max_idempotency_records: 0,
+                    ..InjectionLimits::default()
+                },
+                "max_idempotency_records",
+            ),
+        ] {
+            let err = zero.validate().unwrap_err().to_string();
+            assert_eq!(err, format!("{key} must be at least 1"));
+        }
         let tiny = InjectionLimits {
             max_render_memory: 1024,
             ..InjectionLimits::default()

@@ -107,7 +107,7 @@ pub fn http_auth_value(auth: &AuthInfo, conn: &ConnectionInfo) -> String {
         (status = 422, description = "Missing or invalid field, unknown template_dialect, control characters in a header, template syntax error, or an Idempotency-Key reused with another body", body = String),
         (status = 429, description = "Past the identity's max_message_rate (with Retry-After)", body = String),
         (status = 500, description = "policy error: http_server_get_injection_limits failed", body = String),
-        (status = 503, description = "No spool is defined, or the spool is failing (with Retry-After); nothing was acknowledged", body = InjectV1Response)))]
+        (status = 503, description = "No spool is defined, the spool is failing, or max_idempotency_records are held (with Retry-After); nothing was acknowledged", body = InjectV1Response)))]
 pub async fn inject_v1(
     State(service): State<Arc<InjectService>>,
     Extension(conn): Extension<ConnectionInfo>,
@@ -194,6 +194,7 @@ fn claim_key(
         Lookup::Replay(status, body) => Ok(KeyState::Replay(status, body)),
         Lookup::Mismatch => Err(Refusal::KeyReused),
         Lookup::InFlight => Err(Refusal::KeyInFlight),
+        Lookup::Full => Err(Refusal::KeysFull),
         Lookup::New(claim) => Ok(KeyState::New(Some(claim))),
     }
 }

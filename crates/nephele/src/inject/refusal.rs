@@ -1,6 +1,7 @@
 //! Why an injection request was refused whole (nothing of it is spooled),
 //! and the HTTP answer for each reason.
 
+use super::idempotency::SWEEP_INTERVAL;
 use super::identity_limits::IdentityRefusal;
 use super::limits::LimitExceeded;
 use super::request::RequestError;
@@ -34,6 +35,8 @@ pub enum Refusal {
     KeyReused,
     /// `409`: a request with the same `Idempotency-Key` is being processed.
     KeyInFlight,
+    /// `503` with `Retry-After`: `max_idempotency_records` are held.
+    KeysFull,
     /// `500`: a render thread failed.
     Internal,
 }
@@ -45,7 +48,7 @@ impl Refusal {
             Refusal::Request(_) | Refusal::BadKey | Refusal::KeyReused => InjectionOutcome::Invalid,
             Refusal::Limit(LimitExceeded::Deadline(_)) => InjectionOutcome::Timeout,
             Refusal::Limit(_) => InjectionOutcome::TooLarge,
-            Refusal::SpoolUnavailable(_) => InjectionOutcome::Unavailable,
+            Refusal::SpoolUnavailable(_) | Refusal::KeysFull => InjectionOutcome::Unavailable,
             Refusal::Identity(IdentityRefusal::Rate { .. }) => InjectionOutcome::RateLimited,
             Refusal::KeyInFlight => InjectionOutcome::Conflict,
             Refusal::Identity(IdentityRefusal::Policy { .. }) | Refusal::Internal => {
@@ -118,6 +121,12 @@ impl IntoResponse for Refusal {
                 StatusCode::CONFLICT,
                 [(header::RETRY_AFTER, IN_FLIGHT_RETRY_AFTER_SECS.to_string())],
                 "Idempotency-Key: a request with this key is being processed; retry later\n",
+            )
+                .into_response(),
+            Refusal::KeysFull => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                [(header::RETRY_AFTER, SWEEP_INTERVAL.as_secs().to_string())],
+                "Idempotency-Key: max_idempotency_records are held; retry later\n",
             )
                 .into_response(),
             Refusal::Internal => {
