@@ -190,6 +190,34 @@ mod tests {
         LuaInjectionLimits::from_lua(value, &lua).map(|l| l.0)
     }
 
+    /// The rate windows are bounded: past `MAX_RATE_WINDOWS` identities
+    /// they are forgotten, so a window's count starts again.
+    #[test]
+    fn rate_windows_are_bounded() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("policy.lua");
+        std::fs::write(&path, "-- no events: only the windows are used\n").unwrap();
+        let loader = policy::PolicyLoader::new(&path, vec![]);
+        let pool = PolicyPool::new(loader, Duration::from_secs(10)).unwrap();
+        let control = InjectionIdentityControl::for_policy(&pool);
+        let rate = MessageRate {
+            count: 1,
+            period: Duration::from_secs(3600),
+        };
+        assert!(control.take_messages("first", &rate, 1).is_ok());
+        assert!(control.take_messages("first", &rate, 1).is_err());
+        for n in 1..MAX_RATE_WINDOWS {
+            assert!(control.take_messages(&format!("id{n}"), &rate, 1).is_ok());
+        }
+        assert_eq!(control.windows.lock().len(), MAX_RATE_WINDOWS);
+        assert!(control.take_messages("one more", &rate, 1).is_ok());
+        assert_eq!(control.windows.lock().len(), 1);
+        assert!(
+            control.take_messages("first", &rate, 1).is_ok(),
+            "a forgotten window starts again"
+        );
+    }
+
     #[test]
     fn handler_results_parse_or_fail_naming_the_event() {
         let limits =
